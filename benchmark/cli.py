@@ -1,0 +1,41 @@
+"""``python -m benchmark <command> ...``: the one entry point of the suite.
+
+Every sub-command module exposes ``add_parser(subparsers)``; the handler it sets as
+``func`` returns an exit status. User errors (:class:`BenchmarkError`) become one
+``error: ...`` line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .errors import BenchmarkError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data import cli as data_cli
+
+    p = argparse.ArgumentParser(prog="python -m benchmark",
+                                description="LT-Skeleton Bench: long-tailed skeleton action recognition")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_cli.add_parser(sub)
+    return p
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits with 2 on a bad option
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except BenchmarkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

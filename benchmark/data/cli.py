@@ -1,0 +1,79 @@
+"""``python -m benchmark data {prepare,splits,info}``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from pathlib import Path
+
+from ..errors import BenchmarkError
+
+# dataset name -> (module, function); modules are imported on use so that one reader's
+# optional needs never slow down or break another's
+PREPARERS = {
+    "ntu60": ("benchmark.data.ntu_raw", "prepare_ntu60"),
+    "ntu120": ("benchmark.data.ntu_raw", "prepare_ntu120"),
+    "ntu-npz": ("benchmark.data.ntu_npz", "prepare_npz"),
+    "ucla": ("benchmark.data.ucla", "prepare_ucla"),
+    "synth": ("benchmark.data.synth", "prepare_synth"),
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="prepare datasets, build long-tailed splits")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+
+    pp = dsub.add_parser("prepare", help="turn raw files into a prepared store")
+    pp.add_argument("dataset", choices=sorted(PREPARERS))
+    pp.add_argument("--raw", type=Path, help="raw data folder (or .npz file for ntu-npz)")
+    pp.add_argument("--out", type=Path, required=True, help="store directory to write")
+    pp.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes")
+    pp.add_argument("--missing-list", type=Path, default=None,
+                    help="NTU: official samples_with_missing_skeletons list (auto-found beside --raw)")
+    pp.add_argument("--no-missing-list", action="store_true",
+                    help="NTU: keep every file even without the official missing-skeleton list")
+    pp.add_argument("--stats", type=Path, default=None,
+                    help="ntu-npz: CTR-GCN's data/ntu*/statistics folder (sample names of the rows)")
+    pp.add_argument("--protocol", default=None, help="ntu-npz: which protocol the .npz holds (xsub, xview, xset)")
+    pp.add_argument("--seed", type=int, default=0, help="synth: generator seed")
+    pp.add_argument("--force", action="store_true", help="replace an existing store at --out")
+    pp.set_defaults(func=_prepare)
+
+    sp = dsub.add_parser("splits", help="build or import a long-tailed train list")
+    from . import splits
+
+    splits.add_arguments(sp)
+    sp.set_defaults(func=splits.cli_main)
+
+    ip = dsub.add_parser("info", help="summarise a prepared store")
+    ip.add_argument("store", type=Path)
+    ip.set_defaults(func=_info)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise BenchmarkError(f"--workers must be >= 1, got {args.workers}")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        if (out / "manifest.json").is_file():
+            raise BenchmarkError(f"{out}: a prepared store is already there (pass --force to replace it)")
+        if out.is_file() or any(out.iterdir()):
+            raise BenchmarkError(f"{out}: exists and is not empty; choose another --out")
+    module, func = PREPARERS[args.dataset]
+    fn = getattr(importlib.import_module(module), func)
+    fn(args)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .store import open_store
+
+    s = open_store(args.store)
+    counts = np.bincount(s.labels, minlength=s.num_classes)
+    print(f"{s.root}: {s.manifest['dataset']} {len(s)} clips, shape {tuple(s.data.shape)}, "
+          f"{s.num_classes} classes ({counts.min()}-{counts.max()} clips per class), layout {s.layout}")
+    print(f"frames: {s.lengths.min()}-{s.lengths.max()} (median {int(np.median(s.lengths))})")
+    print("splits: " + (", ".join(s.manifest.get("splits", [])) or "none"))
+    return 0
