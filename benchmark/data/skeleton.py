@@ -56,7 +56,7 @@ UCLA_EDGES = _zero_based([
     (1, 2), (2, 3), (4, 3), (5, 3), (6, 5), (7, 6), (8, 7), (9, 3), (10, 9), (11, 10),
     (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19),
 ])
-# CTR-GCN feeders/bone_pairs.py ucla_pairs: the graph edges plus (3, 3) for the root's zero bone
+# CTR-GCN feeders/feeder_ucla.py Feeder.bone: the graph edges plus (3, 3), the root's zero bone
 UCLA_BONE_PAIRS = _zero_based([
     (1, 2), (2, 3), (3, 3), (4, 3), (5, 3), (6, 5), (7, 6), (8, 7), (9, 3), (10, 9),
     (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18),
