@@ -32,17 +32,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import transforms
 from .skeleton import UCLA_BONE_PAIRS
+from .transforms import STREAMS
 
 TIME_STEPS = 52       # feeder_ucla.py self.time_steps
 MAX_ANGLE_DEG = 60    # random.randint(-60, 60), both ends included
 SCALE_RANGE = (0.5, 1.5)  # random.uniform(0.5, 1.5)
 REPEAT = 100          # list(np.arange(length)) * 100 in the train frame draw
 CENTER_JOINT = 1      # value[0, 1, :]
-STREAMS = {"j": (False, False), "b": (True, False), "jm": (False, True), "bm": (True, True)}
-
-_BONE_V1 = torch.tensor([a for a, _ in UCLA_BONE_PAIRS])
-_BONE_V2 = torch.tensor([b for _, b in UCLA_BONE_PAIRS])
 
 
 @dataclass(frozen=True)
@@ -212,31 +210,9 @@ def test_transform(x: torch.Tensor, lengths: torch.Tensor,
 test_transform.__test__ = False
 
 
-def bone(x: torch.Tensor) -> torch.Tensor:
-    """Bone stream on (N, 3, T, 20, M): ``bone[v1] = x[v1] - x[v2]``, the feeder's pairs."""
-    v1, v2 = _BONE_V1.to(x.device), _BONE_V2.to(x.device)
-    out = torch.zeros_like(x)
-    out[:, :, :, v1] = x[:, :, :, v1] - x[:, :, :, v2]
-    return out
-
-
-def motion(x: torch.Tensor) -> torch.Tensor:
-    """Motion stream: ``x[t+1] - x[t]`` along T (dim 2), last frame zero."""
-    out = torch.zeros_like(x)
-    out[:, :, :-1] = x[:, :, 1:] - x[:, :, :-1]
-    return out
-
-
 def apply_stream(x: torch.Tensor, stream: str) -> torch.Tensor:
-    """Turn transformed joints into stream ``j``, ``b``, ``jm`` or ``bm`` (bone, then motion)."""
-    if stream not in STREAMS:
-        raise ValueError(f"unknown stream {stream!r} (have: {', '.join(STREAMS)})")
-    use_bone, use_motion = STREAMS[stream]
-    if use_bone:
-        x = bone(x)
-    if use_motion:
-        x = motion(x)
-    return x
+    """Stream ``j``, ``b``, ``jm`` or ``bm`` with the NW-UCLA bone pairs (bone, then motion)."""
+    return transforms.apply_stream(x, stream, UCLA_BONE_PAIRS)
 
 
 @dataclass(frozen=True)
