@@ -17,9 +17,10 @@ import numpy as np
 from ..errors import BenchmarkError, bad_file
 from . import splits
 from .store import Store, open_store, read_name_list
+from .synth import RECOMMENDED_N_MAX
 
 # n_max of the LT profile per (dataset, protocol): BRL's values, NW-UCLA-LT, and synth's
-N_MAX = {**splits.DEFAULT_N_MAX, ("synth", "xsub"): 200}
+N_MAX = {**splits.DEFAULT_N_MAX, ("synth", "xsub"): RECOMMENDED_N_MAX}
 
 
 @dataclass
