@@ -26,9 +26,14 @@ bench:
 	$(PYTHON) scripts/bench_ntu_prepare.py
 	$(PYTHON) scripts/bench_store_memory.py --n 4000
 
+SYNTH_CACHE ?= datasets/cache
+
 benchmark:
-	@echo "The training harness and suites arrive with issues 3-6; today this prepares the data." 
-	$(PYTHON) -m benchmark data info "$$($(PYTHON) -c 'from benchmark.data.synth import load_synth; print(load_synth())')"
+	@echo "DATA=$(DATA): the training harness and suites arrive with issues 3-6; for now this"
+	@echo "prepares the embedded synthetic dataset (cached in $(SYNTH_CACHE)) and summarises it."
+	@echo "For NTU, prepare it first:  python -m benchmark data prepare ntu60 --raw RAW --out datasets/ntu60"
+	@echo "then:                       make benchmark DATA=ntu NTU_ROOT=datasets/ntu60"
+	$(PYTHON) scripts/prepare_default_data.py --data $(DATA) --cache $(SYNTH_CACHE) $(if $(NTU_ROOT),--ntu-root $(NTU_ROOT))
 
 clean:
 	rm -rf .pytest_cache

@@ -72,3 +72,15 @@ def test_ucla_lt(tmp_path):
     full = np.bincount(load_lt(tmp_path / "ucla").train_labels, minlength=10)
     assert d.class_counts.tolist() == np.minimum(target, full).tolist()
     assert len(d.test_idx) == 464
+
+
+def test_cli_info_split_errors(toy_store, tmp_path):
+    from conftest import assert_one_line_error, run_cli
+
+    proc = run_cli("data", "info", toy_store, "--imbalance", 4, "--n-max", 8)
+    assert proc.returncode == 0, proc.stderr
+    assert "xsub train: 18 clips (8 -> 2 per class), test: 12 clips" in proc.stdout
+    ghost = tmp_path / "ghost.txt"
+    ghost.write_text("S009C001P001R001A001\n")
+    assert_one_line_error(run_cli("data", "info", toy_store, "--split-list", ghost), "ghost.txt", "not in the store")
+    assert_one_line_error(run_cli("data", "info", toy_store, "--imbalance", 0.5, "--n-max", 8), "imbalance")

@@ -45,8 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     splits.add_arguments(sp)
     sp.set_defaults(func=splits.cli_main)
 
-    ip = dsub.add_parser("info", help="summarise a prepared store")
+    ip = dsub.add_parser("info", help="summarise a prepared store, or a training split over it")
     ip.add_argument("store", type=Path)
+    ip.add_argument("--protocol", default=None, help="protocol of the split (default: the store's only one)")
+    ip.add_argument("--split-list", type=Path, default=None, help="a long-tailed train list to check")
+    ip.add_argument("--imbalance", type=float, default=None, help="build the LT split in memory")
+    ip.add_argument("--n-max", type=int, default=None)
+    ip.add_argument("--seed", type=int, default=0)
     ip.set_defaults(func=_info)
 
 
@@ -76,4 +81,13 @@ def _info(args: argparse.Namespace) -> int:
           f"{s.num_classes} classes ({counts.min()}-{counts.max()} clips per class), layout {s.layout}")
     print(f"frames: {s.lengths.min()}-{s.lengths.max()} (median {int(np.median(s.lengths))})")
     print("splits: " + (", ".join(s.manifest.get("splits", [])) or "none"))
+    if args.protocol or args.split_list or args.imbalance:
+        from .lt import load_lt
+
+        d = load_lt(s, args.protocol, imbalance=args.imbalance, n_max=args.n_max, seed=args.seed,
+                    split_list=args.split_list)
+        g = d.groups
+        print(f"{d.protocol} train: {len(d.train_idx)} clips ({d.class_counts.max()} -> "
+              f"{d.class_counts.min()} per class), test: {len(d.test_idx)} clips; many/medium/few "
+              f"classes (>100 / 20-100 / <20 train clips): {len(g['many'])}/{len(g['medium'])}/{len(g['few'])}")
     return 0
