@@ -1,0 +1,250 @@
+"""The ``Method`` plugin API: one registered class per long-tailed method.
+
+The harness (``benchmark.train``) owns the loop and never branches on a method's name.
+Everything method-specific goes through the hooks of :class:`Method` (spec_baselines.md §21),
+each with the plain cross-entropy behaviour as its default:
+
+    setup(ctx)                          precompute per-class tensors (priors, weights, tables)
+    build_model(ctx, make_backbone)     wrap/extend the backbone (heads, experts, encoders)
+    stages(ctx) -> [Stage]              multi-stage schedules, samplers, views, frozen parts
+    on_stage_start(stage, model, ctx)   freeze/re-init, statistics passes
+    on_epoch_start(epoch, model, ctx)   epoch-dependent switches (DRW, warm-ups, EMA gating)
+    transform_batch(batch, model, ctx)  batch-level augmentation + targets (Mixup, ST-Mix, Shap-Mix)
+    forward(model, batch, ctx) -> Out   default: one forward over the concatenated inputs
+    loss(out, batch, ctx)               default: sum over input chunks of mean target-CE
+    after_step(model, batch, out, ctx)  momentum updates, queues, projections
+    on_epoch_end(epoch, model, ctx)     post-hoc weight changes, table syncs
+    predict(model, x, ctx)              test-time logits (default: the model's logits)
+    state_dict() / load_state_dict()    method state for checkpoints and resume
+
+Hyper-parameters are a frozen dataclass ``HParams`` nested in the class, overridable with
+``--set key=value``. Class metadata (``display_name``, ``family``, ``paper``, ``order``) drives
+``python -m benchmark methods`` and table ordering.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .errors import BenchmarkError
+from .hparams import apply_overrides
+from .losses import cross_entropy, soft_cross_entropy
+from .registry import Registry
+
+METHODS: Registry[type["Method"]] = Registry("method")
+
+
+def register_method(name: str):
+    """``@register_method("balanced_softmax")`` on a :class:`Method` subclass."""
+    def deco(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise TypeError(f"{cls!r} is not a Method subclass")
+        return METHODS.register(name)(cls)
+    return deco
+
+
+# ----------------------------------------------------------------------------- data types
+@dataclass
+class Target:
+    """Labels of one input chunk: hard ``y``, or a pair ``(y, y_b)`` with the per-sample
+    weight ``w_b`` on ``y_b`` (the fraction of the clip taken from the partner), or full
+    soft labels ``probs``. Label weights always sum to 1 per sample."""
+
+    y: torch.Tensor
+    y_b: torch.Tensor | None = None
+    w_b: torch.Tensor | None = None
+    probs: torch.Tensor | None = None
+
+    def per_sample(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                   logits: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss under this target: fn(z, y) for hard labels,
+        (1 - w) fn(z, y) + w fn(z, y_b) for pairs, soft CE for soft labels."""
+        if self.probs is not None:
+            return soft_cross_entropy(logits, self.probs)
+        if self.y_b is None:
+            return fn(logits, self.y)
+        w = self.w_b.to(logits.dtype).reshape(-1)
+        return (1 - w) * fn(logits, self.y) + w * fn(logits, self.y_b)
+
+    def as_probs(self, num_classes: int) -> torch.Tensor:
+        if self.probs is not None:
+            return self.probs
+        p = torch.nn.functional.one_hot(self.y, num_classes).float()
+        if self.y_b is not None:
+            w = self.w_b.float().reshape(-1, 1)
+            p = (1 - w) * p + w * torch.nn.functional.one_hot(self.y_b, num_classes).float()
+        return p
+
+
+@dataclass
+class Batch:
+    """One training step's data. ``inputs``/``targets`` are parallel lists: the default forward
+    concatenates the inputs into one pass (BN statistics over all of them, as ST-Mix does)
+    and the default loss sums the mean loss of each chunk under its target."""
+
+    x: torch.Tensor               # (N, C, T, V, M) transformed clips (view 0)
+    y: torch.Tensor               # (N,) labels
+    index: torch.Tensor           # (N,) positions in the training subset
+    views: list[torch.Tensor] = field(default_factory=list)  # further views (contrastive methods)
+    aux: "Batch | None" = None    # a second batch from the stage's aux sampler
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            self.inputs = [self.x]
+            self.targets = [Target(self.y)]
+
+
+@dataclass
+class Out:
+    """What a forward returns; ``chunks`` are the sizes of the concatenated inputs."""
+
+    logits: torch.Tensor
+    feat: torch.Tensor | None = None
+    heads: dict[str, torch.Tensor] = field(default_factory=dict)
+    chunks: list[int] = field(default_factory=list)
+
+    def split(self, name: str = "logits") -> Sequence[torch.Tensor]:
+        t = self.logits if name == "logits" else (self.feat if name == "feat" else self.heads[name])
+        return torch.split(t, self.chunks or [len(t)])
+
+
+@dataclass
+class Stage:
+    """One phase of training. ``trainable`` decides which parameters the optimizer updates
+    (``None``: all); ``sampler`` names a registered sampler (``benchmark.data.samplers``)."""
+
+    name: str = "train"
+    epochs: int | None = None     # None: the train config's epochs
+    lr: float | None = None       # None: the train config's base lr (scaled by batch size)
+    milestones: tuple[int, ...] | None = None
+    warmup_epochs: int | None = None
+    trainable: Callable[[str], bool] | None = None
+    sampler: str = "instance"
+    sampler_kwargs: dict[str, Any] = field(default_factory=dict)
+    aux_sampler: str | None = None
+    views: int = 1
+    train: bool = True
+
+
+@dataclass
+class Context:
+    """Read-only facts a method may use, built once per run by the harness."""
+
+    num_classes: int
+    class_counts: torch.Tensor    # (C,) training clips per class, class-index order
+    total_epochs: int
+    iters_per_epoch: int
+    device: torch.device
+    seed: int
+    layout: Any                   # benchmark.data.skeleton.Layout (parts, bones, joints)
+    batch_size: int
+    extras: dict[str, Any] = field(default_factory=dict)  # lazily computed data statistics
+    generator: torch.Generator | None = None  # the run's RNG for method-side randomness
+
+    @contextlib.contextmanager
+    def _eval_mode(self, model: nn.Module) -> Iterator[None]:
+        was = model.training
+        model.eval()
+        try:
+            yield
+        finally:
+            model.train(was)
+
+    def eval_forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Logits of an extra no-grad forward in eval mode (BN running stats untouched)."""
+        with torch.no_grad(), self._eval_mode(model):
+            return model(x)
+
+
+# ------------------------------------------------------------------------------- the base
+class Method:
+    """Plain cross-entropy; every hook is overridable. Subclasses set the metadata below."""
+
+    display_name: ClassVar[str] = "Method"
+    family: ClassVar[str] = "baseline"
+    paper: ClassVar[str] = ""
+    order: ClassVar[int] = 1000
+    registry_name: ClassVar[str] = ""
+
+    @dataclass(frozen=True)
+    class HParams:
+        pass
+
+    def __init__(self, hparams: Any = None):
+        self.hp = hparams if hparams is not None else self.HParams()
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> "Method":
+        return cls(apply_overrides(cls.HParams(), overrides, f"method {cls.registry_name}"))
+
+    # hooks -------------------------------------------------------------------------
+    def setup(self, ctx: Context) -> None:
+        pass
+
+    def build_model(self, ctx: Context, make_backbone: Callable[[], nn.Module]) -> nn.Module:
+        return make_backbone()
+
+    def stages(self, ctx: Context) -> list[Stage]:
+        return [Stage()]
+
+    def on_stage_start(self, stage: Stage, model: nn.Module, ctx: Context) -> None:
+        pass
+
+    def on_epoch_start(self, epoch: int, model: nn.Module, ctx: Context) -> None:
+        pass
+
+    def transform_batch(self, batch: Batch, model: nn.Module, ctx: Context) -> Batch:
+        return batch
+
+    def forward(self, model: nn.Module, batch: Batch, ctx: Context) -> Out:
+        x = batch.inputs[0] if len(batch.inputs) == 1 else torch.cat(batch.inputs)
+        logits, feat = model(x, return_feat=True)
+        return Out(logits, feat, chunks=[len(i) for i in batch.inputs])
+
+    def per_sample_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss of hard labels, (N,); pairs and soft labels are built from it."""
+        return cross_entropy(logits, y)
+
+    def loss(self, out: Out, batch: Batch, ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+        total = out.logits.new_zeros(())
+        logs: dict[str, float] = {}
+        for k, (logits, target) in enumerate(zip(out.split(), batch.targets)):
+            term = target.per_sample(self.per_sample_loss, logits).mean()
+            logs[f"loss{k}"] = float(term.detach())
+            total = total + term
+        return total, logs
+
+    def after_step(self, model: nn.Module, batch: Batch, out: Out, ctx: Context) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, model: nn.Module, ctx: Context) -> None:
+        pass
+
+    def predict(self, model: nn.Module, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        return model(x)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise BenchmarkError(f"method {self.registry_name} has no state, got keys {sorted(state)}")
+
+
+def build_method(name: str, overrides: dict[str, Any] | None = None) -> Method:
+    """Instantiate a registered method with ``--set`` overrides (unknown keys are errors)."""
+    import methods  # noqa: F401  (registers every method)
+
+    return METHODS.get(name).from_overrides(overrides or {})
+
+
+def hparams_dict(method: Method) -> dict[str, Any]:
+    return dataclasses.asdict(method.hp)

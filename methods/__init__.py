@@ -1,0 +1,7 @@
+"""Every method of the suite, one module per method (or family).
+
+Importing this package registers them all in ``benchmark.method.METHODS``. Adding a method is
+one new file with one ``@register_method("name")`` class, plus its import line here.
+"""
+from . import ce  # noqa: F401
+from . import logit_adjust  # noqa: F401
