@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from benchmark.data import ntu_denoise as ND
+from benchmark.data import ntu_parse as NP
 from benchmark.data.ntu_parse import parse_skeleton, read_skeleton, sequence_from_raw
 from benchmark.data.ntu_raw import collect_skeleton_files, prepare_ntu, read_missing_list, run_chunks
 from benchmark.data.store import open_store
@@ -233,6 +234,145 @@ def test_parse_keeps_body_order_drops_empty_frames_and_official_interval():
     np.testing.assert_array_equal(seq.bodies["4"].interval, [1, 2])
     assert seq.bodies["4"].motion == pytest.approx(np.var(np.vstack([b, b]), axis=0).sum(), rel=1e-5)
     np.testing.assert_allclose(seq.bodies["9"].joints, np.vstack([a] * 3), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- fast parse == reference parse
+
+def _assert_same_sequence(a, b) -> None:
+    assert (a.name, a.num_frames, a.frames_dropped) == (b.name, b.num_frames, b.frames_dropped)
+    assert list(a.bodies) == list(b.bodies)  # same IDs, same order of first appearance
+    for bid, x in a.bodies.items():
+        y = b.bodies[bid]
+        assert x.joints.dtype == y.joints.dtype and x.joints.shape == y.joints.shape
+        assert x.joints.tobytes() == y.joints.tobytes()  # bit for bit (-0.0 too)
+        assert x.interval.dtype == y.interval.dtype and np.array_equal(x.interval, y.interval)
+        assert type(x.motion) is type(y.motion)
+        assert x.motion is None or x.motion.tobytes() == y.motion.tobytes()
+
+
+def _fast_and_reference(raw: bytes, path: str = "x.skeleton"):
+    assert NP._fast_layout(raw, path) is not None  # the fast path took it, no fallback
+    fast = parse_skeleton(raw, path)
+    _assert_same_sequence(fast, NP._parse_reference(raw, path))
+    return fast
+
+
+@pytest.mark.parametrize("name", [A005, A017])
+@pytest.mark.parametrize("variant", ["crlf", "lf", "trailing-blank-lines", "tabs-and-spaces"])
+def test_fast_parse_equals_reference_on_real_files(samples, name, variant):
+    raw = (samples / f"{name}.skeleton").read_bytes()
+    raw = {"crlf": raw, "lf": raw.replace(b"\r\n", b"\n"), "trailing-blank-lines": raw + b"\r\n\r\n \n",
+           "tabs-and-spaces": raw.replace(b" ", b" \t ")}[variant]
+    seq = _fast_and_reference(raw, f"{name}.skeleton")
+    assert seq.num_frames == {A005: 68, A017: 97}[name]
+    assert all(len(bid) == 17 for bid in seq.bodies)  # ~7.2e16: kept as text, never as a float
+
+
+def _coordinate_text(rng: np.random.Generator, n: int) -> list[str]:
+    """Coordinates the way NTU files and odd writers print them, incl. ones float() must read."""
+    out = []
+    for v in rng.normal(scale=2.0, size=n):
+        r = rng.random()
+        out.append(f"{v:.7g}" if r < 0.6 else f"{v:.10f}" if r < 0.7 else f"{v:.3e}" if r < 0.75
+                   else f"{v:.17f}" if r < 0.8 else f"{v:+.4f}" if r < 0.85
+                   else str(rng.choice(["0", "-0", "-0.0000000", "5.", ".25", "-.5", "1e-05", "-9.3E-05",
+                                        "123456789012345.6", "9007199254740993", "000000000000000012.5"])))
+    return out
+
+
+def _synthetic_file(rng: np.random.Generator, frames: list[list[str]], nl: str) -> bytes:
+    lines = [str(len(frames))]
+    for bodies in frames:
+        lines.append(str(len(bodies)))
+        for bid in bodies:
+            lines += [f"{bid} 0 1 1 1 1 0 0.06 -0.24 2", "25"]
+            xyz = _coordinate_text(rng, 75)
+            lines += [f"{xyz[3 * j]} {xyz[3 * j + 1]} {xyz[3 * j + 2]} 277.4 185.5 1036.1 500.9 0.19 -0.03 "
+                      f"0.98 -9.9E-05 2" for j in range(25)]
+    return (nl.join(lines) + nl).encode()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("nl", ["\r\n", "\n"])
+def test_fast_parse_equals_reference_on_multi_body_files_with_dropped_frames(seed, nl):
+    rng = np.random.default_rng(seed)
+    ids = ["72057594037937513", "72057594037937524", "72057594037937525", "7"]
+    frames = []
+    for f in range(40):  # bodies come and go; some frames have none (dropped)
+        k = int(rng.integers(0, 4)) if f % 7 else 0
+        frames.append([ids[i] for i in sorted(rng.choice(4, size=k, replace=False))])
+    frames[1] = [ids[0]]
+    seq = _fast_and_reference(_synthetic_file(rng, frames, nl))
+    assert seq.frames_dropped == [f for f, b in enumerate(frames) if not b]
+    assert list(seq.bodies) == list(dict.fromkeys(b for bodies in frames for b in bodies))
+
+
+@pytest.mark.parametrize("frames", [
+    [["9"]] * 5 + [["9", "4"]] + [["9"]] * 3,   # same count for a while, then not
+    [["9", "4"]] * 3 + [[]] + [["4", "9"]] * 3,  # a dropped frame among two-body frames
+    [["9"]] * 12,                                # one body throughout (the shortcut walk)
+])
+def test_fast_parse_equals_reference_when_body_counts_change(frames):
+    seq = _fast_and_reference(_synthetic_file(np.random.default_rng(len(frames)), frames, "\r\n"))
+    assert seq.frames_dropped == [f for f, b in enumerate(frames) if not b]
+
+
+def test_fast_parse_extra_tokens_warn_once(caplog):
+    raw = _synthetic_file(np.random.default_rng(5), [["9"], [], ["9", "4"]], "\r\n") + b"1 2 3\r\n"
+    _fast_and_reference(raw)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="benchmark.data.ntu_parse"):
+        parse_skeleton(raw, "x.skeleton")
+    assert caplog.text.count("x.skeleton: 3 extra tokens after the last frame ignored") == 1
+
+
+@pytest.mark.parametrize("bad", ["abc", "1.2.3", "--1", "0x10", "1,5", "-"])
+def test_non_numeric_coordinate_error_is_the_reference_one(samples, tmp_path, bad):
+    raw = (samples / f"{A017}.skeleton").read_bytes().split(b"\r\n")
+    raw[2 + 2 + 7] = bad.encode() + raw[2 + 2 + 7][raw[2 + 2 + 7].index(b" "):]  # frame 1, joint 8, x
+    path = tmp_path / f"{A017}.skeleton"
+    path.write_bytes(b"\r\n".join(raw))
+    with pytest.raises(BenchmarkError) as ref:
+        NP._parse_reference(path.read_bytes(), path)
+    with pytest.raises(BenchmarkError) as e:
+        read_skeleton(path)
+    assert str(e.value) == str(ref.value)
+    assert str(e.value).startswith(f"{path}: non-numeric joint coordinate (") and bad in str(e.value)
+
+
+@pytest.mark.parametrize("cut", [40, 1000, 2000, -3])
+def test_truncated_error_is_the_reference_one(samples, tmp_path, cut):
+    lines = (samples / f"{A005}.skeleton").read_bytes().split(b"\r\n")
+    path = tmp_path / f"{A005}.skeleton"
+    path.write_bytes(b"\r\n".join(lines[:cut]))
+    with pytest.raises(BenchmarkError) as ref:
+        NP._parse_reference(path.read_bytes(), path)
+    with pytest.raises(BenchmarkError) as e:
+        read_skeleton(path)
+    assert str(e.value) == str(ref.value) and "truncated" in str(e.value)
+
+
+def test_vectorised_numbers_equal_float():
+    """The decimal reader is bit-exact against float() (numpy's own str -> float64)."""
+    rng = np.random.default_rng(0)
+    n = 200_000
+    digits = rng.integers(1, 18, n)
+    mant = [str(int(rng.integers(0, 10 ** min(d, 18)))).zfill(d) for d in digits.tolist()]
+    dot = (rng.random(n) * (digits + 1)).astype(int)
+    toks = [("-" if i % 3 == 0 else "") + (m if dot[i] == digits[i] and i % 5 == 0 else
+                                           m[:dot[i]] + "." + m[dot[i]:]) for i, m in enumerate(mant)]
+    toks += ["0", "-0", ".5", "5.", "-.5", "0.000000000000001", "9007199254740993", "1e5", "+1", "nan",
+             "-inf", "1_0", "12345678901234567890.5"]
+    raw = (" " * 16 + " ".join(toks)).encode()
+    spans = [m.span() for m in re.finditer(rb"\S+", raw)]
+    starts, ends = (np.array(x, dtype=np.intp) for x in zip(*spans))
+    got = NP._numbers(raw, starts, ends)
+    want = np.array([raw[a:b] for a, b in spans], dtype=np.float64)
+    assert got is not None and got.tobytes() == want.tobytes()
+    for bad in ["-", ".", "-.", "1..2", "1-2", "x1"]:  # what np.array(..., float64) rejects
+        raw = f"{' ' * 16}1.5 {bad} 2".encode()
+        starts, ends = np.array([16, 20, 21 + len(bad)]), np.array([19, 20 + len(bad), 22 + len(bad)])
+        assert NP._numbers(raw, starts, ends) is None
 
 
 @pytest.fixture()
