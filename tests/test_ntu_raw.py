@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from benchmark.data import ntu_denoise as ND
+from benchmark.data import ntu_fastparse as NF
 from benchmark.data import ntu_parse as NP
 from benchmark.data.ntu_parse import parse_skeleton, read_skeleton, sequence_from_raw
 from benchmark.data.ntu_raw import collect_skeleton_files, prepare_ntu, read_missing_list, run_chunks
@@ -251,7 +252,7 @@ def _assert_same_sequence(a, b) -> None:
 
 
 def _fast_and_reference(raw: bytes, path: str = "x.skeleton"):
-    assert NP._fast_layout(raw, path) is not None  # the fast path took it, no fallback
+    assert NF.fast_layout(raw, path) is not None  # the fast path took it, no fallback
     fast = parse_skeleton(raw, path)
     _assert_same_sequence(fast, NP._parse_reference(raw, path))
     return fast
@@ -366,13 +367,13 @@ def test_vectorised_numbers_equal_float():
     raw = (" " * 16 + " ".join(toks)).encode()
     spans = [m.span() for m in re.finditer(rb"\S+", raw)]
     starts, ends = (np.array(x, dtype=np.intp) for x in zip(*spans))
-    got = NP._numbers(raw, starts, ends)
+    got = NF._numbers(raw, starts, ends)
     want = np.array([raw[a:b] for a, b in spans], dtype=np.float64)
     assert got is not None and got.tobytes() == want.tobytes()
     for bad in ["-", ".", "-.", "1..2", "1-2", "x1"]:  # what np.array(..., float64) rejects
         raw = f"{' ' * 16}1.5 {bad} 2".encode()
         starts, ends = np.array([16, 20, 21 + len(bad)]), np.array([19, 20 + len(bad), 22 + len(bad)])
-        assert NP._numbers(raw, starts, ends) is None
+        assert NF._numbers(raw, starts, ends) is None
 
 
 @pytest.fixture()
