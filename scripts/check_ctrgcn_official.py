@@ -1,0 +1,206 @@
+"""One-off check of our CTR-GCN against the official implementation (run by hand, CPU).
+
+    git clone https://github.com/Uason-Chen/CTR-GCN /tmp/CTR-GCN
+    python scripts/check_ctrgcn_official.py --official /tmp/CTR-GCN
+
+Imports ``model/ctrgcn.py:Model`` from that checkout (nothing of it lives in this repo) and, for
+NTU-60, NTU-120 and NW-UCLA, checks that
+  * the same torch seed gives bit-identical initial weights (same init and random stream),
+  * the state_dict keys, order and shapes are identical, and the official weights load into
+    ours with strict=True,
+  * logits (eval and train mode), updated BN running statistics and all gradients agree, in
+    float32 (next to the official model's own float32-vs-float64 error) and in float64,
+    with the official random init, with every tensor perturbed (alpha != 0, BN gammas not
+    1e-6, random running stats) so the topology-refinement path is exercised too, and with
+    perturbed weights plus BN statistics averaged over random batches (eval logits at a
+    realistic scale),
+then times a CPU training step (forward + backward + SGD) at batch 16, input (16,3,64,25,2),
+alternating the two models in one process. Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmark.backbones.ctrgcn import CTRGCN, load_official_state_dict  # noqa: E402
+
+CONFIGS = {  # name: (ours kwargs, official graph class, input (C, T, V, M))
+    "ntu60": (dict(num_class=60, num_point=25, num_person=2, graph="ntu"),
+              "graph.ntu_rgb_d.Graph", (3, 64, 25, 2)),
+    "ntu120": (dict(num_class=120, num_point=25, num_person=2, graph="ntu"),
+               "graph.ntu_rgb_d.Graph", (3, 64, 25, 2)),
+    "ucla": (dict(num_class=10, num_point=20, num_person=1, graph="ucla"),
+             "graph.ucla.Graph", (3, 52, 20, 1)),
+}
+
+
+def official_model(cls, kw: dict, graph: str):
+    return cls(num_class=kw["num_class"], num_point=kw["num_point"],
+               num_person=kw["num_person"], graph=graph,
+               graph_args={"labeling_mode": "spatial"})
+
+
+def perturb(sd: dict, gen: torch.Generator) -> dict:
+    """Every float tensor += noise (running_var kept positive), so no path is switched off."""
+    out = {}
+    for k, v in sd.items():
+        if v.is_floating_point():
+            noise = 0.1 * torch.randn(v.shape, generator=gen)
+            v = v.abs() + 0.5 + noise.abs() if k.endswith("running_var") else v + noise
+        out[k] = v.clone()
+    return out
+
+
+def calibrated(model, sd: dict, shape: tuple, gen: torch.Generator) -> dict:
+    """``sd`` with BN running statistics replaced by exact averages over a few random batches
+    (as after training), so that eval-mode activations have a realistic scale."""
+    model.load_state_dict(sd, strict=True)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn((8, *shape), generator=gen))
+    for bn in bns:
+        bn.momentum = 0.1
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def max_diff(a: dict, b: dict) -> float:
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel())
+
+
+def run_mode(model, x, y, train: bool) -> dict:
+    """Logits, parameter gradients and the state after one forward/backward."""
+    model.train(train)
+    model.zero_grad(set_to_none=True)
+    logits = model(x)
+    F.cross_entropy(logits, y).backward()
+    grads = {k: p.grad.double() for k, p in model.named_parameters()}
+    state = {k: v.double() for k, v in model.state_dict().items()}
+    return {"logits": {"": logits.detach().double()}, "grads": grads, "state": state}
+
+
+def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Ours vs official in float32 and float64. In float32 the noise floor is the official
+    model's own rounding error (official fp32 vs official fp64), given alongside: gradients of
+    a deep net in train-mode BN, and conv biases right before a BN (true gradient 0), carry
+    rounding noise far above 1e-5 whatever the implementation. Eval runs first (on the
+    loaded running statistics), then train (which updates them)."""
+    res = {}
+    for mode in ("eval", "train"):
+        runs = {}
+        for dt in (torch.float32, torch.float64):
+            for name, m in (("off", off), ("ours", ours)):
+                m.to(dt).load_state_dict(sd, strict=True)
+                runs[name, dt] = run_mode(m, x.to(dt), y, mode == "train")
+        for what in ("logits", "grads", "state"):
+            o32, u32 = runs["off", torch.float32][what], runs["ours", torch.float32][what]
+            o64, u64 = runs["off", torch.float64][what], runs["ours", torch.float64][what]
+            res[f"{mode}_{what}"] = {
+                "ours_vs_official_fp32": max_diff(o32, u32),
+                "official_fp32_vs_fp64": max_diff(o32, o64),
+                "ours_vs_official_fp64": max_diff(o64, u64),
+                "scale": max(v.abs().max().item() for v in o64.values() if v.numel()),
+            }
+    off.float(), ours.float()
+    return res
+
+
+def check_config(cls, name: str, seed: int = 0) -> dict:
+    kw, graph, shape = CONFIGS[name]
+    torch.manual_seed(seed)
+    off = official_model(cls, kw, graph)
+    torch.manual_seed(seed)
+    ours = CTRGCN(**kw)
+    so, su = off.state_dict(), ours.state_dict()
+    out = {
+        "params_official": sum(p.numel() for p in off.parameters()),
+        "params_ours": sum(p.numel() for p in ours.parameters()),
+        "tensors": len(su),
+        "keys_and_shapes_identical": [(k, tuple(v.shape)) for k, v in so.items()]
+                                     == [(k, tuple(v.shape)) for k, v in su.items()],
+        "same_seed_same_init": all(torch.equal(so[k], su[k]) for k in so),
+    }
+    # the official weights through our checkpoint loader (strict, 'module.' prefix dropped)
+    load_official_state_dict(ours, {"module." + k: v for k, v in so.items()})
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn((4, *shape), generator=gen)
+    y = torch.randint(0, kw["num_class"], (4,), generator=gen)
+    variants = {"official_init": {k: v.clone() for k, v in so.items()},
+                "perturbed": perturb(so, gen)}
+    variants["perturbed_calibrated_bn"] = calibrated(off, variants["perturbed"], shape, gen)
+    for variant, sd in variants.items():
+        out[variant] = compare(off, ours, sd, x, y)
+    return out
+
+
+def time_steps(cls, rounds: int, threads: int) -> dict:
+    """Samples/s of a training step. With 1 thread the clock is this thread's CPU time, which
+    background load on a shared machine barely disturbs; with more, wall time."""
+    torch.set_num_threads(threads)
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    kw, graph, _ = CONFIGS["ntu60"]
+    torch.manual_seed(0)
+    models = {"official": official_model(cls, kw, graph), "ours": CTRGCN(**kw)}
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((16, 3, 64, 25, 2), generator=gen)
+    y = torch.randint(0, 60, (16,), generator=gen)
+    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
+
+    def step(k):
+        opts[k].zero_grad(set_to_none=True)
+        F.cross_entropy(models[k](x), y).backward()
+        opts[k].step()
+
+    times = {k: [] for k in models}
+    for k in models:  # warm-up (oneDNN kernel selection)
+        step(k), step(k)
+    for _ in range(rounds):  # alternate so background load hits both alike
+        for k in models:
+            t0 = clock()
+            step(k)
+            times[k].append(clock() - t0)
+    res = {"threads": threads, "clock": clock.__name__, "batch": 16, "rounds": rounds}
+    for k, ts in times.items():
+        res[f"{k}_samples_per_s_median"] = round(16 / statistics.median(ts), 2)
+        res[f"{k}_samples_per_s_best"] = round(16 / min(ts), 2)
+    res["speedup_median"] = round(statistics.median(times["official"]) /
+                                  statistics.median(times["ours"]), 3)
+    res["speedup_best"] = round(min(times["official"]) / min(times["ours"]), 3)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--official", required=True, type=Path, help="checkout of Uason-Chen/CTR-GCN")
+    ap.add_argument("--rounds", type=int, default=10, help="timed training steps per model")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, torch.get_num_threads()],
+                    help="thread counts to time (1 = CPU-time clock)")
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    args = ap.parse_args()
+    if not (args.official / "model" / "ctrgcn.py").is_file():
+        sys.exit(f"error: {args.official}: no model/ctrgcn.py (not a CTR-GCN checkout)")
+    sys.path.insert(0, str(args.official.resolve()))
+    from model.ctrgcn import Model  # the official class, from the user's checkout
+
+    report = {"torch": torch.__version__}
+    for name in args.configs:
+        report[name] = check_config(Model, name)
+    for threads in args.threads if args.rounds else []:
+        report[f"train_step_cpu_{threads}thread"] = time_steps(Model, args.rounds, threads)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
