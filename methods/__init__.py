@@ -5,3 +5,9 @@ one new file with one ``@register_method("name")`` class, plus its import line h
 """
 from . import ce  # noqa: F401
 from . import logit_adjust  # noqa: F401
+from . import mixup  # noqa: F401
+from . import ros  # noqa: F401
+from . import reweight  # noqa: F401
+from . import ldam  # noqa: F401
+from . import ib  # noqa: F401
+from . import maxnorm  # noqa: F401

@@ -38,7 +38,7 @@ class LogitAdjust(Method):
     display_name = "Logit Adjustment"
     family = "logit adjustment"
     paper = "Menon et al., ICLR 2021"
-    order = 110
+    order = 160
 
     @dataclass(frozen=True)
     class HParams:
