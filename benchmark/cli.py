@@ -14,6 +14,7 @@ from .errors import BenchmarkError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import train_cli
     from .data import cli as data_cli
 
     p = argparse.ArgumentParser(prog="python -m benchmark",
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_cli.add_parser(sub)
+    train_cli.add_parser(sub)
     return p
 
 

@@ -1,0 +1,272 @@
+"""What one run is (``RunSpec``), its id, and where its data comes from.
+
+A run is identified by a frozen ``RunSpec``; ``run_id`` is the first 12 hex characters of the
+sha256 of its canonical JSON (sorted keys), so the same command always maps to the same
+``results/runs/<run_id>/`` and a sweep can tell finished, incomplete and pending runs apart
+from the filesystem alone (DomainBed-style, style guide items 11 and 13).
+
+Dataset names resolve to prepared stores under a data root (``--data-root``, the
+``BENCH_DATA_ROOT`` environment variable, else ``datasets``):
+
+    synth              the embedded synthetic set, generated on first use into <root>/cache
+    ucla               <root>/ucla, protocol 'ucla'
+    ntu60-xsub ...     <root>/ntu60 with protocol xsub (also -xview; ntu120-xsub / -xset)
+    ntu60              <root>/ntu60, protocol from --protocol
+    a path             that store (protocol from --protocol or the store's only one)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BenchmarkError
+
+DATA_ROOT_ENV = "BENCH_DATA_ROOT"
+DEFAULT_DATA_ROOT = "datasets"
+
+# short name -> (store folder under the data root, prepare command, fixed protocol or None)
+KNOWN_DATASETS: dict[str, tuple[str, str, str | None]] = {
+    "ucla": ("ucla", "python -m benchmark data prepare ucla --raw all_sqe --out {path}", "ucla"),
+    "ntu60": ("ntu60", "python -m benchmark data prepare ntu60 --raw RAW --out {path}", None),
+    "ntu120": ("ntu120", "python -m benchmark data prepare ntu120 --raw RAW --out {path}", None),
+}
+NAMED_PROTOCOLS = {"ntu60-xsub": ("ntu60", "xsub"), "ntu60-xview": ("ntu60", "xview"),
+                   "ntu120-xsub": ("ntu120", "xsub"), "ntu120-xset": ("ntu120", "xset")}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines a run's result (and nothing that does not, e.g. the device).
+
+    ``hparams`` are the method's ``--set`` overrides and ``train`` the TrainConfig ones, both
+    already type-checked (see :func:`normalise`), so equal runs give equal ids.
+    """
+
+    dataset: str                     # synth | ucla | ntu60-xsub | ... | a store path
+    method: str
+    protocol: str | None = None      # None: implied by the dataset name or the store
+    imbalance: float | None = None   # None: the full training part (no long-tail subsampling)
+    split_list: str | None = None    # a published / prebuilt LT list (wins over imbalance)
+    n_max: int | None = None         # head-class size of a built LT split (None: load_lt default)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    profile: str = "lt"
+    train: dict[str, Any] = field(default_factory=dict)
+    backbone: str = "ctrgcn"
+
+    def __post_init__(self) -> None:
+        if self.imbalance is not None:
+            if not float(self.imbalance) >= 1:
+                raise BenchmarkError(f"imbalance factor must be >= 1, got {self.imbalance}")
+            # 100 and 100.0 must give one run id
+            object.__setattr__(self, "imbalance", float(self.imbalance))
+        if self.seed < 0:
+            raise BenchmarkError(f"seed must be >= 0, got {self.seed}")
+        # private copies, so a caller mutating its dict cannot change a frozen spec
+        object.__setattr__(self, "hparams", dict(self.hparams))
+        object.__setattr__(self, "train", dict(self.train))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(canonical_json(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise BenchmarkError(f"run spec has unknown field(s) {', '.join(unknown)}")
+        return cls(**d)
+
+    @property
+    def run_id(self) -> str:
+        return hashlib.sha256(canonical_json(self).encode()).hexdigest()[:12]
+
+    def __hash__(self) -> int:  # the dict fields are not hashable; the id is
+        return hash(self.run_id)
+
+
+def canonical_json(spec: RunSpec) -> str:
+    """Sorted keys, no whitespace, tuples as lists: the bytes the run id hashes."""
+    return json.dumps(dataclasses.asdict(spec), sort_keys=True, separators=(",", ":"))
+
+
+def normalise(spec: RunSpec) -> RunSpec:
+    """Type-check the overrides against the method's HParams and the TrainConfig and store
+    the checked values (``base_lr=1`` -> 1.0, ``milestones=[3]`` -> (3,)), so that two ways of
+    writing one setting give one run id. Unknown methods / keys raise BenchmarkError."""
+    from .config import make_config
+    from .method import build_method
+
+    method = build_method(spec.method, spec.hparams)
+    hp = {k: getattr(method.hp, k) for k in spec.hparams}
+    cfg = make_config(spec.profile, spec.train)
+    train = {k: getattr(cfg, k) for k in spec.train}
+    if "backbone" in train:  # one place for the backbone: the spec field
+        if spec.backbone not in ("ctrgcn", train["backbone"]):
+            raise BenchmarkError(f"backbone given twice: {spec.backbone!r} and --set backbone={train['backbone']!r}")
+        spec = dataclasses.replace(spec, backbone=train.pop("backbone"))
+    return json_roundtrip(dataclasses.replace(spec, hparams=hp, train=train))
+
+
+def json_roundtrip(spec: RunSpec) -> RunSpec:
+    """The spec as it reads back from spec.json (tuples become lists), for exact equality."""
+    return RunSpec.from_dict(spec.to_dict())
+
+
+# ----------------------------------------------------------------------- data resolution
+def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    return Path(explicit or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    store: Path
+    protocol: str | None
+
+
+def resolve_dataset(dataset: str, protocol: str | None = None,
+                    root: str | os.PathLike | None = None) -> DataSource:
+    """Map a dataset name (or a store path) to a prepared store and a protocol.
+
+    Raises:
+        BenchmarkError: unknown name, conflicting protocol, or a store that is not prepared
+            (the message gives the ``python -m benchmark data prepare`` command that makes it).
+    """
+    base = data_root(root)
+    fixed: str | None = None
+    if dataset == "synth":
+        from .data.synth import load_synth
+
+        if protocol not in (None, "xsub"):
+            raise BenchmarkError(f"synth has protocol xsub only, got --protocol {protocol}")
+        return DataSource(load_synth(base / "cache"), "xsub")
+    if dataset in NAMED_PROTOCOLS:
+        dataset, fixed = NAMED_PROTOCOLS[dataset]
+    if dataset in KNOWN_DATASETS:
+        folder, cmd, own = KNOWN_DATASETS[dataset]
+        fixed = fixed or own
+        path = base / folder
+        if not (path / "manifest.json").is_file():
+            raise BenchmarkError(f"{path}: no prepared {dataset} store; make it with "
+                                 f"`{cmd.format(path=path)}` (or point --data-root / "
+                                 f"{DATA_ROOT_ENV} at the folder holding it)")
+    else:
+        path = Path(dataset)
+        if not path.exists() and os.sep not in dataset and "/" not in dataset:
+            names = ["synth", *KNOWN_DATASETS, *NAMED_PROTOCOLS]
+            import difflib
+
+            close = difflib.get_close_matches(dataset, names, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise BenchmarkError(f"unknown dataset {dataset!r}{hint} (known: {', '.join(names)}, "
+                                 f"or the path of a prepared store)")
+        if not (path / "manifest.json").is_file():
+            raise BenchmarkError(f"{path}: not a prepared store (no manifest.json); make one with "
+                                 f"`python -m benchmark data prepare ...`")
+    if fixed and protocol and protocol != fixed:
+        raise BenchmarkError(f"--protocol {protocol} conflicts with dataset {dataset}-{fixed}")
+    return DataSource(path, protocol or fixed)
+
+
+# ------------------------------------------------------------------------ run data
+GRAPH_OF_LAYOUT = {"ntu25": "ntu", "ucla20": "ucla", "coco17": "coco17"}
+
+
+@dataclass
+class RunData:
+    """The resolved data of a run: LT training rows, (possibly capped) test rows, transforms."""
+
+    lt: Any                     # benchmark.data.lt.LTData
+    test_idx: Any               # np.ndarray of store rows evaluated (all of lt.test_idx unless capped)
+    layout: Any                 # benchmark.data.skeleton.Layout
+    graph: str                  # backbone graph name
+    train_transform: Any
+    test_transform: Any
+
+    @property
+    def store(self) -> Any:
+        return self.lt.store
+
+    @property
+    def train_idx(self) -> Any:
+        return self.lt.train_idx
+
+    @property
+    def train_labels(self) -> Any:
+        return self.lt.train_labels
+
+    @property
+    def test_labels(self) -> Any:
+        return self.lt.store.labels[self.test_idx]
+
+    @property
+    def class_counts(self) -> Any:
+        return self.lt.class_counts
+
+    @property
+    def num_classes(self) -> int:
+        return self.lt.num_classes
+
+    @property
+    def num_point(self) -> int:
+        return int(self.lt.store.data.shape[3])
+
+    @property
+    def num_person(self) -> int:
+        return int(self.lt.store.data.shape[4])
+
+    def describe(self) -> dict[str, Any]:
+        lt = self.lt
+        return {"name": lt.dataset, "protocol": lt.protocol, "store": str(lt.store.root),
+                "layout": self.layout.name, "num_classes": self.num_classes,
+                "num_train": int(len(lt.train_idx)), "num_test": int(len(self.test_idx)),
+                "num_test_full": int(len(lt.test_idx)),
+                "test_capped": bool(len(self.test_idx) != len(lt.test_idx)), "split": lt.split}
+
+
+def cap_per_class(rows: Any, labels: Any, num_classes: int, max_total: int | None) -> Any:
+    """The first ceil(max_total / C) rows of each class, in the original order (None: all)."""
+    import numpy as np
+
+    if max_total is None or max_total >= len(rows):
+        return rows
+    per = -(-max_total // num_classes)
+    labels = np.asarray(labels)
+    rank = np.zeros(len(rows), dtype=np.int64)
+    seen = np.zeros(num_classes, dtype=np.int64)
+    for i, c in enumerate(labels):  # position of each row within its class
+        rank[i] = seen[c]
+        seen[c] += 1
+    return np.asarray(rows)[rank < per]
+
+
+def load_run_data(spec: RunSpec, cfg: Any, root: str | os.PathLike | None = None) -> RunData:
+    """Resolve the spec's dataset to a store, build its (LT) split and the transforms.
+
+    Layout and transforms come from the store manifest: 'ucla20' -> the NW-UCLA official
+    pipeline (``UCLATransform``), anything else -> the NTU feeder pipeline with ``cfg.window``.
+    """
+    from .data.lt import load_lt
+    from .data.skeleton import get_layout
+    from .data import transforms as ntu_tf
+    from .data.ucla_transforms import UCLATransform
+
+    src = resolve_dataset(spec.dataset, spec.protocol, root)
+    lt = load_lt(src.store, src.protocol, imbalance=spec.imbalance, n_max=spec.n_max,
+                 split_list=spec.split_list)
+    layout = get_layout(lt.store.layout)
+    if layout.name not in GRAPH_OF_LAYOUT:
+        raise BenchmarkError(f"{lt.store.root}: no backbone graph for layout {layout.name!r}")
+    if layout.name == "ucla20":
+        train_tf, test_tf = UCLATransform(True, cfg.stream), UCLATransform(False, cfg.stream)
+    else:
+        pairs = tuple(layout.bone_pairs)
+        train_tf = ntu_tf.train_transform(cfg.stream, cfg.window, bone_pairs=pairs)
+        test_tf = ntu_tf.test_transform(cfg.stream, cfg.window, bone_pairs=pairs)
+    test_idx = cap_per_class(lt.test_idx, lt.test_labels, lt.num_classes, cfg.max_test_clips)
+    return RunData(lt, test_idx, layout, GRAPH_OF_LAYOUT[layout.name], train_tf, test_tf)

@@ -1,0 +1,336 @@
+"""The fixed training loop (spec_baselines.md §21.3): method-agnostic, resumable, seeded.
+
+    method = build_method(name, hparams); method.setup(ctx)
+    model = method.build_model(ctx, make_backbone)
+    for stage in method.stages(ctx):
+        trainable filter -> SGD (Nesterov, wd on all params) -> per-epoch lr (warm-up + steps)
+        sampler by name -> BatchLoader (train transform on the device)
+        method.on_stage_start(stage, model, ctx)
+        for epoch:
+            reseed (seed, stage, epoch); method.on_epoch_start
+            for batch: transform_batch -> forward -> loss -> backward -> step -> after_step
+            method.on_epoch_end; evaluate method.predict on the test set (no augmentation)
+
+The loop never looks at a method's name: everything method-specific is a hook. The run
+directory, checkpoints and result files are :mod:`benchmark.runner`'s job; this module only
+turns (spec, config, data) into trained weights and per-epoch metrics.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import metrics
+from .config import TrainConfig, lr_at
+from .data.loader import BatchLoader
+from .data.samplers import build_sampler, derive_seed
+from .errors import BenchmarkError
+from .method import Batch, Context, Method, Stage, build_method
+from .seed import (GENERATOR_STREAM, INIT_STREAM, LOADER_STREAM, SAMPLER_STREAM, capture_rng,
+                   restore_rng, seed_all, seed_epoch)
+from .spec import RunData, RunSpec
+
+log = logging.getLogger(__name__)
+
+AUX_STREAM = 100  # offsets the aux loader's seeds from the main loader's
+
+
+def backbone_factory(cfg: TrainConfig, data: RunData) -> Callable[[], nn.Module]:
+    """``make_backbone()`` for ``Method.build_model``: the configured backbone for this data."""
+    from .backbones import build_backbone
+
+    def make() -> nn.Module:
+        return build_backbone(cfg.backbone, num_class=data.num_classes, num_point=data.num_point,
+                              num_person=data.num_person, graph=data.graph, in_channels=3,
+                              base_channel=cfg.base_channel)
+    return make
+
+
+class MultiView:
+    """k independent draws of a train transform, stacked on a new leading axis (views)."""
+
+    def __init__(self, transform: Callable, views: int):
+        self.transform, self.views = transform, views
+
+    def __call__(self, x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        return torch.stack([self.transform(x, lengths, gen) for _ in range(self.views)])
+
+
+@dataclass
+class Cursor:
+    """The next epoch to run: ``epoch`` of stage ``stage`` (stage == len(stages): finished)."""
+
+    stage: int = 0
+    epoch: int = 0
+
+
+class Trainer:
+    """Builds method, context and model for a run; runs (or resumes) its stages.
+
+    Args:
+        spec: the run (method name, hparams overrides, seed).
+        cfg: resolved training config (profile + overrides).
+        data: the resolved train/test data (:func:`benchmark.spec.load_run_data`).
+        device: training device.
+        method: an already built method (default: ``build_method(spec.method, spec.hparams)``).
+    """
+
+    def __init__(self, spec: RunSpec, cfg: TrainConfig, data: RunData, device: torch.device,
+                 method: Method | None = None):
+        self.spec, self.cfg, self.data, self.device = spec, cfg, data, device
+        self.method = method or build_method(spec.method, spec.hparams)
+        n_train = len(data.train_idx)
+        steps = n_train // cfg.batch_size if cfg.drop_last else -(-n_train // cfg.batch_size)
+        if steps < 1:
+            raise BenchmarkError(f"{n_train} training clips are fewer than one batch of {cfg.batch_size}")
+        if cfg.max_steps_per_epoch:
+            steps = min(steps, cfg.max_steps_per_epoch)
+        self.generator = torch.Generator()
+        self.generator.manual_seed(derive_seed(spec.seed, GENERATOR_STREAM))  # re-seeded per epoch
+        self.ctx = Context(num_classes=data.num_classes,
+                           class_counts=torch.as_tensor(data.class_counts, dtype=torch.long),
+                           total_epochs=cfg.epochs, iters_per_epoch=steps, device=device,
+                           seed=spec.seed, layout=data.layout, batch_size=cfg.batch_size,
+                           generator=self.generator)
+        # initialisation is a function of the seed alone (spec §4.1 seeds everything once)
+        seed_all(derive_seed(spec.seed, INIT_STREAM))
+        self.method.setup(self.ctx)
+        self.model = self.method.build_model(self.ctx, backbone_factory(cfg, data)).to(device)
+        self.stages: list[Stage] = list(self.method.stages(self.ctx))
+        if not self.stages:
+            raise BenchmarkError(f"method {spec.method} returned no training stage")
+        self.cursor = Cursor()
+        self.history: list[dict[str, Any]] = []
+        self.optimizer: torch.optim.Optimizer | None = None
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.amp_dtype = amp if device.type == "cuda" else None  # AMP only on CUDA
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.last_logits: np.ndarray | None = None
+        self._resume: dict[str, Any] | None = None
+        self.test_loader = BatchLoader(data.store, data.test_idx, cfg.test_batch_size,
+                                       transform=data.test_transform, device=device)
+
+    # ------------------------------------------------------------------ stage helpers
+    def stage_epochs(self, stage: Stage) -> int:
+        return stage.epochs if stage.epochs is not None else self.cfg.epochs
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(self.stage_epochs(s) for s in self.stages)
+
+    def stage_lr(self, stage: Stage, epoch: int) -> float:
+        c = self.cfg
+        peak = stage.lr if stage.lr is not None else c.lr
+        warmup = stage.warmup_epochs if stage.warmup_epochs is not None else c.warmup_epochs
+        steps = stage.milestones if stage.milestones is not None else c.milestones
+        return lr_at(epoch, peak, warmup, steps, c.lr_decay)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def _make_optimizer(self, stage: Stage) -> torch.optim.Optimizer | None:
+        params = []
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(True if stage.trainable is None else bool(stage.trainable(name)))
+            if p.requires_grad:
+                params.append(p)
+        if not stage.train:  # statistics-only stage: hooks run, nothing is optimised
+            return None
+        if not params:
+            raise BenchmarkError(f"stage {stage.name!r} trains no parameter")
+        c = self.cfg
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
+                               weight_decay=c.weight_decay)
+
+    def _loader(self, stage_idx: int, sampler_name: str, kwargs: dict[str, Any], views: int,
+                stream: int = 0) -> BatchLoader:
+        seed = self.spec.seed
+        sampler = build_sampler(sampler_name, self.data.train_labels,
+                                seed=derive_seed(seed, SAMPLER_STREAM, stage_idx, stream),
+                                rank=0, world_size=1, **kwargs)
+        tf = self.data.train_transform if views == 1 else MultiView(self.data.train_transform, views)
+        return BatchLoader(self.data.store, self.data.train_idx, self.cfg.batch_size, sampler=sampler,
+                           transform=tf, device=self.device, drop_last=self.cfg.drop_last,
+                           seed=derive_seed(seed, LOADER_STREAM, stage_idx, stream))
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "cursor": {"stage": self.cursor.stage, "epoch": self.cursor.epoch},
+                "lr": self.history[-1]["lr"] if self.history else None,
+                "method": self.method.state_dict(),
+                "history": self.history,
+                "rng": {**capture_rng(self.generator), "loader_epoch": self.cursor.epoch}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint; the optimizer state is applied when its stage is rebuilt."""
+        self.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        self.history = list(state["history"])
+        self.cursor = Cursor(**state["cursor"])
+        restore_rng(state["rng"], self.generator)
+        self._resume = state
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, on_epoch_end: Callable[["Trainer", dict[str, Any]], None] | None = None) -> np.ndarray:
+        """Run every remaining epoch; returns the final test logits (N_test, C) float32."""
+        for s in range(self.cursor.stage, len(self.stages)):
+            stage = self.stages[s]
+            self.optimizer = self._make_optimizer(stage)
+            self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+            loader = self._loader(s, stage.sampler, stage.sampler_kwargs, stage.views)
+            aux = (self._loader(s, stage.aux_sampler, {}, stage.views, AUX_STREAM)
+                   if stage.aux_sampler else None)
+            self.method.on_stage_start(stage, self.model, self.ctx)
+            first = self.cursor.epoch if s == self.cursor.stage else 0
+            if self._resume is not None and first > 0:
+                # mid-stage resume: the checkpoint wins over whatever on_stage_start re-did
+                # (e.g. a classifier re-initialisation that happened before epoch 0)
+                self.model.load_state_dict(self._resume["model"])
+                self.method.load_state_dict(self._resume["method"])
+                if self.optimizer is not None:
+                    self.optimizer.load_state_dict(self._resume["optimizer"])
+                if self._resume.get("scaler"):
+                    self.scaler.load_state_dict(self._resume["scaler"])
+            self._resume = None
+            for epoch in range(first, self.stage_epochs(stage)):
+                record = self._epoch(s, stage, epoch, loader, aux)
+                self.history.append(record)
+                done_stage = epoch + 1 == self.stage_epochs(stage)
+                self.cursor = Cursor(s + 1, 0) if done_stage else Cursor(s, epoch + 1)
+                if on_epoch_end is not None:
+                    on_epoch_end(self, record)
+            loader.close()
+            if aux is not None:
+                aux.close()
+        if self.last_logits is None:  # resumed after the last epoch: evaluate the final model
+            self.last_logits = self.evaluate()
+        return self.last_logits
+
+    def _epoch(self, s: int, stage: Stage, epoch: int, loader: BatchLoader,
+               aux: BatchLoader | None) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        lr = self.stage_lr(stage, epoch)
+        for g in self.optimizer.param_groups if self.optimizer else ():
+            g["lr"] = lr  # set once at the epoch start, as official
+        seed_epoch(self.spec.seed, s, epoch, self.generator)
+        loader.set_epoch(epoch)
+        if aux is not None:
+            aux.set_epoch(epoch)
+        self.method.on_epoch_start(epoch, self.model, self.ctx)
+        loss_sum, n_steps, terms = 0.0, 0, {}
+        if stage.train:
+            loss_sum, n_steps, terms = self._train_steps(s, stage, epoch, loader, aux)
+        self.method.on_epoch_end(epoch, self.model, self.ctx)
+        train_s = time.perf_counter() - t0
+        self.last_logits = self.evaluate()
+        m = metrics.summarize(self.last_logits, self.data.test_labels, self.data.class_counts, full=False)
+        record = {"stage": s, "stage_name": stage.name, "epoch": epoch,
+                  "global_epoch": len(self.history), "lr": lr, "steps": n_steps,
+                  "loss": loss_sum / n_steps if n_steps else None,
+                  "loss_terms": {k: v / n_steps for k, v in terms.items()} if n_steps else {},
+                  **m, "seconds": {"train": train_s, "total": time.perf_counter() - t0}}
+        log.info(format_record(record, self.total_epochs))
+        return record
+
+    def _batches(self, loader: BatchLoader, aux: BatchLoader | None, n: int
+                 ) -> Iterator[tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...] | None]]:
+        main = itertools.islice(loader, n)
+        if aux is None:
+            for b in main:
+                yield b, None
+            return
+
+        def cycle() -> Iterator[tuple[torch.Tensor, ...]]:
+            while True:  # re-iterated when exhausted (same epoch, so the same order)
+                empty = True
+                for b in aux:
+                    empty = False
+                    yield b
+                if empty:
+                    raise BenchmarkError("the aux sampler yields no full batch")
+        yield from zip(main, cycle())
+
+    def _to_batch(self, parts: tuple[torch.Tensor, ...], views: int) -> Batch:
+        x, y, idx = parts
+        if views == 1:
+            return Batch(x=x, y=y, index=idx)
+        return Batch(x=x[0], y=y, index=idx, views=list(x[1:]))
+
+    def _train_steps(self, s: int, stage: Stage, epoch: int, loader: BatchLoader,
+                     aux: BatchLoader | None) -> tuple[float, int, dict[str, float]]:
+        n = len(loader)  # one pass of the stage's sampler (ROS: a longer epoch, rule 3)
+        if self.cfg.max_steps_per_epoch:
+            n = min(n, self.cfg.max_steps_per_epoch)
+        model, method, ctx, opt = self.model, self.method, self.ctx, self.optimizer
+        model.train()
+        loss_sum, steps, terms = 0.0, 0, {}
+        bar = tqdm(self._batches(loader, aux, n), total=n, leave=False, disable=None,
+                   desc=f"{stage.name} {epoch + 1}/{self.stage_epochs(stage)}")
+        for parts, aux_parts in bar:
+            batch = self._to_batch(parts, stage.views)
+            if aux_parts is not None:
+                batch.aux = self._to_batch(aux_parts, stage.views)
+            with self._autocast():
+                batch = method.transform_batch(batch, model, ctx)
+                out = method.forward(model, batch, ctx)
+                loss, logs = method.loss(out, batch, ctx)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise BenchmarkError(f"training diverged: loss {value} at stage {s} epoch {epoch} "
+                                     f"step {steps} (the last checkpoint is the previous epoch)")
+            opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(opt)
+            self.scaler.update()
+            method.after_step(model, batch, out, ctx)
+            loss_sum += value
+            steps += 1
+            for k, v in logs.items():
+                terms[k] = terms.get(k, 0.0) + float(v)
+            bar.set_postfix(loss=f"{value:.3f}", refresh=False)
+        return loss_sum, steps, terms
+
+    @torch.no_grad()
+    def evaluate(self) -> np.ndarray:
+        """method.predict over the test set (test transform, no augmentation); float32 (N, C)."""
+        was = self.model.training
+        self.model.eval()
+        outs = []
+        try:
+            for x, _, _ in tqdm(self.test_loader, total=len(self.test_loader), leave=False,
+                                disable=None, desc="test"):
+                with self._autocast():
+                    outs.append(self.method.predict(self.model, x, self.ctx).float().cpu())
+        finally:
+            self.model.train(was)
+        return torch.cat(outs).numpy()
+
+    def close(self) -> None:
+        self.test_loader.close()
+
+
+def _pct(v: float | None) -> str:
+    return "--" if v is None else f"{100 * v:.1f}"
+
+
+def format_record(r: dict[str, Any], total: int) -> str:
+    """One line per epoch: epoch, lr, loss, top-1, many/medium/few, seconds."""
+    loss = "--" if r["loss"] is None else f"{r['loss']:.4f}"
+    return (f"epoch {r['global_epoch'] + 1}/{total} [{r['stage_name']}] lr {r['lr']:.5g} "
+            f"loss {loss} top1 {_pct(r['top1'])} many/med/few {_pct(r['many'])}/"
+            f"{_pct(r['medium'])}/{_pct(r['few'])} {r['seconds']['total']:.1f}s")

@@ -1,0 +1,166 @@
+"""Training harness: schedule, config/spec plumbing, a smoke run end to end, every method."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.config import PROFILES, TrainConfig, lr_at, make_config
+from benchmark.data.synth import load_synth
+from benchmark.errors import BenchmarkError
+import methods  # noqa: F401  (registers every method before the parametrisation)
+from benchmark.method import METHODS
+from benchmark.runner import resolve_config, run
+from benchmark.spec import RunSpec, load_run_data, normalise, resolve_dataset
+from benchmark.train import Trainer
+
+RUN_FILES = ("spec.json", "env.json", "log.txt", "metrics.jsonl", "last.pt", "final.json",
+             "logits.npy", "done")
+
+
+def tiny_store(tmp_path_factory):
+    """6 classes x 40 train / 6 test clips; the cache makes it once per session."""
+    return load_synth(tmp_path_factory.getbasetemp() / "synth-cache", num_classes=6,
+                      train_per_class=40, test_per_class=6, T=70)
+
+
+def tiny_spec(store, method="ce", **kw):
+    # IF 10 over n_max 40: counts 40..4 -> medium and few classes, Many is empty
+    return RunSpec(dataset=str(store), method=method, imbalance=10, n_max=40, profile="smoke", **kw)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine a second OpenMP thread that has to wait
+    for a busy core makes every op ~10x slower (measured); results are also bitwise stable."""
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)  # runs switch deterministic algorithms on: undo both
+    torch.use_deterministic_algorithms(det)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, one_thread):
+    out = tmp_path_factory.mktemp("runs")
+    store = tiny_store(tmp_path_factory)
+    return run(tiny_spec(store), out, threads=1), store
+
+
+# ------------------------------------------------------------------ schedule and config
+def test_lt_schedule_matches_official():
+    c = make_config("lt")
+    lrs = [lr_at(e, c.lr, c.warmup_epochs, c.milestones, c.lr_decay) for e in range(c.epochs)]
+    assert lrs[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
+    assert lrs[5:60] == pytest.approx([0.1] * 55)
+    assert lrs[60:80] == pytest.approx([0.01] * 20)
+    assert lrs[80:] == pytest.approx([0.001] * 20)
+    assert (c.momentum, c.nesterov, c.weight_decay, c.batch_size, c.window) == (0.9, True, 4e-4, 64, 64)
+
+
+def test_linear_lr_scaling_and_profiles():
+    assert make_config("lt", {"batch_size": 32}).lr == pytest.approx(0.05)
+    assert make_config("balanced").epochs == 65 and make_config("balanced").milestones == (35, 55)
+    smoke = make_config("smoke")
+    assert smoke.epochs >= 3 and smoke.max_steps_per_epoch and smoke.base_channel <= 16
+    for name in PROFILES:
+        cfg = make_config(name)
+        assert all(0 < m < cfg.epochs for m in cfg.milestones), name
+
+
+def test_overrides_are_checked():
+    assert make_config("lt", {"base_lr": 1}).base_lr == 1.0  # int widened to float
+    assert make_config("lt", {"milestones": [3, 4]}).milestones == (3, 4)
+    with pytest.raises(BenchmarkError, match="did you mean epochs"):
+        make_config("lt", {"epoch": 3})
+    with pytest.raises(BenchmarkError, match="batch_size must be int"):
+        make_config("lt", {"batch_size": "big"})
+    with pytest.raises(BenchmarkError, match="unknown profile"):
+        make_config("fast")
+    with pytest.raises(BenchmarkError, match="amp"):
+        TrainConfig(amp="fp8")
+
+
+def test_run_id_is_canonical():
+    a = normalise(RunSpec("synth", "ce", imbalance=100, train={"base_lr": 1}, hparams={}))
+    b = normalise(RunSpec("synth", "ce", imbalance=100.0, train={"base_lr": 1.0}))
+    assert a.run_id == b.run_id and len(a.run_id) == 12
+    assert a.run_id != normalise(RunSpec("synth", "ce", imbalance=100, seed=1)).run_id
+    c = normalise(RunSpec("synth", "logit_adjust", hparams={"tau": 1}, train={"milestones": [3]}))
+    assert c.hparams == {"tau": 1.0} and c.train == {"milestones": [3]}
+    assert RunSpec.from_dict(json.loads(json.dumps(c.to_dict()))).run_id == c.run_id
+
+
+def test_missing_store_names_the_prepare_command(tmp_path):
+    with pytest.raises(BenchmarkError, match="python -m benchmark data prepare ntu60 "):
+        resolve_dataset("ntu60-xsub", root=tmp_path)
+    with pytest.raises(BenchmarkError, match="did you mean ucla"):
+        resolve_dataset("ulca", root=tmp_path)
+
+
+def test_data_resolution_and_test_cap(tmp_path_factory):
+    store = tiny_store(tmp_path_factory)
+    spec = tiny_spec(store)
+    data = load_run_data(spec, resolve_config(spec))
+    assert data.graph == "ntu" and data.num_point == 25 and data.num_person == 2
+    assert data.class_counts.tolist() == [40, 25, 15, 10, 6, 4]
+    # smoke caps the test set at 120 clips = 20 per class; this store has 6 per class
+    assert len(data.test_idx) == 36 and not data.describe()["test_capped"]
+    capped = load_run_data(spec, make_config("smoke", {"max_test_clips": 12}))
+    assert np.bincount(capped.test_labels).tolist() == [2] * 6
+
+
+# ------------------------------------------------------------------ end to end
+def test_smoke_run_writes_every_file(smoke_run):
+    result, _ = smoke_run
+    d = result.run_dir
+    assert result.status == "finished"
+    for f in RUN_FILES:
+        assert (d / f).is_file(), f
+    final = json.loads((d / "final.json").read_text())
+    lines = (d / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == final["epochs"] == 3
+    hist = [json.loads(x) for x in lines]
+    assert [h["lr"] for h in hist] == pytest.approx([0.025, 0.025, 0.0025])
+    assert final["many"] is None and final["few"] is not None  # no class > 100 clips: null
+    assert final["groups"]["sizes"] == {"many": 0, "medium": 2, "few": 4}
+    assert final["top1"] == hist[-1]["top1"]  # the reported number is the LAST epoch
+    best = final["best_epoch_on_test"]
+    assert best["top1"] == max(h["top1"] for h in hist) and "test set" in best["note"]
+    assert len(final["confusion_matrix"]) == 6 and len(final["per_class_accuracy"]) == 6
+    logits = np.load(d / "logits.npy")
+    assert logits.dtype == np.float16 and logits.shape == (36, 6)
+    labels = load_run_data(RunSpec.from_dict(final["spec"]), make_config("smoke")).test_labels
+    top1 = (logits.astype(np.float32).argmax(1) == labels).mean()
+    assert top1 == pytest.approx(final["top1"], abs=1 / 36)  # float16 rounding may flip a tie
+    ckpt = torch.load(d / "last.pt", weights_only=True)  # no pickled objects inside
+    assert ckpt["cursor"] == {"stage": 1, "epoch": 0} and ckpt["spec"] == final["spec"]
+    assert {"torch", "numpy", "python", "generator"} <= set(ckpt["rng"])
+    assert json.loads((d / "spec.json").read_text()) == final["spec"]
+    env = json.loads((d / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+
+
+def test_rerunning_a_done_run_does_nothing(smoke_run, caplog):
+    result, store = smoke_run
+    before = {f: os.stat(result.run_dir / f).st_mtime_ns for f in RUN_FILES}
+    again = run(tiny_spec(store), result.run_dir.parent)
+    assert again.status == "already done" and again.run_dir == result.run_dir
+    assert before == {f: os.stat(result.run_dir / f).st_mtime_ns for f in RUN_FILES}
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_trains_and_predicts(name, tmp_path_factory):
+    """Registry-wide (timm style): each method runs two steps and a test pass."""
+    store = tiny_store(tmp_path_factory)
+    spec = normalise(tiny_spec(store, name, train={"epochs": 1, "max_steps_per_epoch": 2,
+                                                    "max_test_clips": 12, "window": 32}))
+    cfg = resolve_config(spec)
+    trainer = Trainer(spec, cfg, load_run_data(spec, cfg), torch.device("cpu"))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    logits = trainer.fit()
+    trainer.close()
+    assert logits.shape == (12, 6) and np.isfinite(logits).all()
+    assert trainer.history[0]["steps"] == 2 and np.isfinite(trainer.history[0]["loss"])
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
