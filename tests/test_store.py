@@ -159,3 +159,17 @@ def test_prepare_refuses_to_clobber(tmp_path):
     assert run_cli("data", "prepare", "ntu-npz", "--raw", npz, "--stats", stats, "--out", out,
                    "--force").returncode == 0
     assert json.loads((out / "manifest.json").read_text())["shape"][0] == 18
+
+
+def test_written_files_have_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from benchmark import _io
+
+    _io.write_text(tmp_path / "a.txt", "x")
+    _write(tmp_path / "s")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(os.stat(tmp_path / "s").st_mode) == 0o777 & ~umask
