@@ -11,3 +11,8 @@ from . import reweight  # noqa: F401
 from . import ldam  # noqa: F401
 from . import ib  # noqa: F401
 from . import maxnorm  # noqa: F401
+from . import brl  # noqa: F401
+from . import glmc  # noqa: F401
+from . import ride  # noqa: F401
+from . import bcl  # noqa: F401
+from . import paco  # noqa: F401
