@@ -16,3 +16,4 @@ from . import glmc  # noqa: F401
 from . import ride  # noqa: F401
 from . import bcl  # noqa: F401
 from . import paco  # noqa: F401
+from . import fsa  # noqa: F401
