@@ -16,6 +16,7 @@ overrides single fields (unknown keys fail, values are type-checked by ``benchma
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 4e-4     # applied to every parameter, BN and biases included
     # data
-    batch_size: int = 64           # total batch (the DDP script: 2 GPUs x 32)
+    batch_size: int = 64           # GLOBAL batch: split evenly over DDP ranks (official: 2 x 32)
     test_batch_size: int = 64      # test_batch_size
     window: int = 64               # window_size (NTU); NW-UCLA's transform uses its own 52
     stream: str = "j"              # j | b | jm | bm
@@ -52,6 +53,9 @@ class TrainConfig:
     max_test_clips: int | None = None  # keep the first ceil(n / C) test clips of each class
     # device-side
     amp: str = "bf16"              # autocast dtype on CUDA (bf16 | fp16 | off); ignored on CPU
+    # DDP only: let a method leave trainable parameters unused in a step (costs one autograd
+    # graph traversal per step; off as in the official DDP script)
+    ddp_find_unused: bool = False
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -87,6 +91,22 @@ def lr_at(epoch: int, lr: float, warmup_epochs: int, milestones: tuple[int, ...]
     if epoch < warmup_epochs:
         return lr * (epoch + 1) / warmup_epochs
     return lr * decay ** sum(epoch >= m for m in milestones)
+
+
+SCHEDULES = ("step", "cosine")
+
+
+def cosine_lr_at(epoch: int, lr: float, warmup_epochs: int, epochs: int) -> float:
+    """Per-epoch cosine annealing to 0 after the same linear warm-up as :func:`lr_at`.
+
+    lr * (1 + cos(pi * (epoch - warmup) / (epochs - warmup))) / 2: the peak at the first
+    post-warm-up epoch, 0 at ``epochs`` (one past the last epoch), like ``CosineAnnealingLR``
+    (T_max = epochs - warmup, eta_min 0) stepped at each epoch's end.
+    """
+    if epoch < warmup_epochs:
+        return lr * (epoch + 1) / warmup_epochs
+    span = max(1, epochs - warmup_epochs)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / span))
 
 
 # A profile only lists what differs from the TrainConfig defaults.

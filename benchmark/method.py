@@ -9,8 +9,11 @@ each with the plain cross-entropy behaviour as its default:
     stages(ctx) -> [Stage]              multi-stage schedules, samplers, views, frozen parts
     on_stage_start(stage, model, ctx)   freeze/re-init, statistics passes
     on_epoch_start(epoch, model, ctx)   epoch-dependent switches (DRW, warm-ups, EMA gating)
+    lr_factor(stage, epoch) -> float    multiplies the stage's lr of that epoch (IB's 0.01x phase)
     transform_batch(batch, model, ctx)  batch-level augmentation + targets (Mixup, ST-Mix, Shap-Mix)
     forward(model, batch, ctx) -> Out   default: one forward over the concatenated inputs
+                                        (under DDP: calls of the model and of its own
+                                        methods are DDP forwards, see benchmark.dist)
     loss(out, batch, ctx)               default: sum over input chunks of mean target-CE
     after_step(model, batch, out, ctx)  momentum updates, queues, projections
     on_epoch_end(epoch, model, ctx)     post-hoc weight changes, table syncs
@@ -20,6 +23,16 @@ each with the plain cross-entropy behaviour as its default:
 Hyper-parameters are a frozen dataclass ``HParams`` nested in the class, overridable with
 ``--set key=value``. Class metadata (``display_name``, ``family``, ``paper``, ``order``) drives
 ``python -m benchmark methods`` and table ordering.
+
+Multi-process (DDP) runs: every hook runs on every rank with the same arguments except the
+batch (each rank holds batch_size / world_size clips of the global batch). ``ctx.generator``
+and the global RNGs are seeded identically on all ranks, so random decisions agree. Hooks
+get the plain model; ``forward`` gets it wrapped (``benchmark.dist.DDPModel``): calling it or
+one of its own methods (``model.all_heads(x)``) is a DDP forward whose gradients are averaged
+over ranks; calling a submodule directly (``model.fc(h)``) is not. Anything a hook computes
+from the batch and keeps (statistics, per-sample tables) must be synced with
+``ctx.all_reduce_mean``; rank 0's method state is what the checkpoint holds, and the harness
+checks after every epoch that the model replicas are identical.
 """
 from __future__ import annotations
 
@@ -31,6 +44,7 @@ from typing import Any, Callable, ClassVar, Iterator, Sequence
 import torch
 from torch import nn
 
+from .config import SCHEDULES
 from .errors import BenchmarkError
 from .hparams import apply_overrides
 from .losses import cross_entropy, soft_cross_entropy
@@ -119,19 +133,36 @@ class Out:
 @dataclass
 class Stage:
     """One phase of training. ``trainable`` decides which parameters the optimizer updates
-    (``None``: all); ``sampler`` names a registered sampler (``benchmark.data.samplers``)."""
+    (``None``: all); ``sampler`` names a registered sampler (``benchmark.data.samplers``).
+
+    The lr is set once at the start of every epoch (as the official code): a linear warm-up
+    over ``warmup_epochs`` to the stage lr, then ``schedule`` ``"step"`` (x lr_decay at each
+    milestone) or ``"cosine"``: lr * (1 + cos(pi * (e - warmup) / (epochs - warmup))) / 2 for
+    stage epoch e, i.e. per-epoch cosine annealing to 0 at the end of the stage (the last epoch
+    still runs at a small positive lr; LTR-weight-balancing's scheduler, stepped at each
+    epoch's start, is this shifted by one epoch). ``Method.lr_factor`` multiplies the result.
+    """
 
     name: str = "train"
     epochs: int | None = None     # None: the train config's epochs
     lr: float | None = None       # None: the train config's base lr (scaled by batch size)
     milestones: tuple[int, ...] | None = None
     warmup_epochs: int | None = None
+    schedule: str | None = None   # None: "step"; or "cosine" (per epoch, see above)
+    weight_decay: float | None = None  # None: the train config's (SGD's coupled decay)
     trainable: Callable[[str], bool] | None = None
     sampler: str = "instance"
     sampler_kwargs: dict[str, Any] = field(default_factory=dict)
     aux_sampler: str | None = None
     views: int = 1
     train: bool = True
+
+    def __post_init__(self) -> None:
+        if self.schedule not in (None, *SCHEDULES):
+            raise BenchmarkError(f"stage {self.name!r}: schedule must be one of "
+                                 f"{', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise BenchmarkError(f"stage {self.name!r}: weight_decay must be >= 0, got {self.weight_decay}")
 
 
 @dataclass
@@ -148,6 +179,21 @@ class Context:
     batch_size: int
     extras: dict[str, Any] = field(default_factory=dict)  # lazily computed data statistics
     generator: torch.Generator | None = None  # the run's RNG for method-side randomness
+    # the train config's schedule (a Stage may override it for itself)
+    milestones: tuple[int, ...] = ()
+    warmup_epochs: int = 0
+    # DDP: batch_size is the GLOBAL batch; each rank's batches hold batch_size // world_size
+    rank: int = 0
+    world_size: int = 1
+    comm: Any = field(default=None, repr=False)  # benchmark.dist.DistInfo (None: 1 process)
+
+    def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean of ``tensor`` over ranks, as a detached float copy (in 1 process: just the
+        copy, so a method behaves the same with and without DDP). Every rank must call it."""
+        if self.comm is not None:
+            return self.comm.all_reduce_mean(tensor)
+        t = tensor.detach()
+        return t.clone() if t.is_floating_point() else t.double()
 
     @contextlib.contextmanager
     def _eval_mode(self, model: nn.Module) -> Iterator[None]:
@@ -200,6 +246,11 @@ class Method:
 
     def on_epoch_start(self, epoch: int, model: nn.Module, ctx: Context) -> None:
         pass
+
+    def lr_factor(self, stage: Stage, epoch: int) -> float:
+        """Multiplier on the lr of stage epoch ``epoch`` (pure function of its arguments, so a
+        resumed run sets the same lr); also scales SGD's coupled weight decay step."""
+        return 1.0
 
     def transform_batch(self, batch: Batch, model: nn.Module, ctx: Context) -> Batch:
         return batch

@@ -3,17 +3,23 @@
     method = build_method(name, hparams); method.setup(ctx)
     model = method.build_model(ctx, make_backbone)
     for stage in method.stages(ctx):
-        trainable filter -> SGD (Nesterov, wd on all params) -> per-epoch lr (warm-up + steps)
+        trainable filter -> SGD (Nesterov, stage or config wd on all params)
         sampler by name -> BatchLoader (train transform on the device)
-        method.on_stage_start(stage, model, ctx)
+        method.on_stage_start(stage, model, ctx); DDP wrapper (multi-process only)
         for epoch:
+            lr = schedule(stage, epoch) * method.lr_factor(stage, epoch), set once
             reseed (seed, stage, epoch); method.on_epoch_start
             for batch: transform_batch -> forward -> loss -> backward -> step -> after_step
-            method.on_epoch_end; evaluate method.predict on the test set (no augmentation)
+            method.on_epoch_end; [DDP: replicas checked equal]
+            evaluate method.predict on the test set (no augmentation)
 
 The loop never looks at a method's name: everything method-specific is a hook. The run
 directory, checkpoints and result files are :mod:`benchmark.runner`'s job; this module only
 turns (spec, config, data) into trained weights and per-epoch metrics.
+
+Under DDP (:mod:`benchmark.dist`) every rank runs this same loop on its shard of each global
+batch; evaluation is sharded by whole test batches and gathered, so every rank ends with
+the logits a single process would compute from the same weights.
 """
 from __future__ import annotations
 
@@ -31,9 +37,10 @@ from torch import nn
 from tqdm import tqdm
 
 from . import metrics
-from .config import TrainConfig, lr_at
+from .config import TrainConfig, cosine_lr_at, lr_at
 from .data.loader import BatchLoader
 from .data.samplers import build_sampler, derive_seed
+from .dist import DistInfo, batch_shards
 from .errors import BenchmarkError
 from .method import Batch, Context, Method, Stage, build_method
 from .seed import (GENERATOR_STREAM, INIT_STREAM, LOADER_STREAM, SAMPLER_STREAM, capture_rng,
@@ -54,6 +61,33 @@ def backbone_factory(cfg: TrainConfig, data: RunData) -> Callable[[], nn.Module]
                               num_person=data.num_person, graph=data.graph, in_channels=3,
                               base_channel=cfg.base_channel)
     return make
+
+
+def make_train_loader(data: RunData, cfg: TrainConfig, seed: int, stage_idx: int, sampler_name: str,
+                      kwargs: dict[str, Any], views: int, device: torch.device, rank: int = 0,
+                      world_size: int = 1, stream: int = 0) -> BatchLoader:
+    """This rank's training loader of a stage: its shard of one global per-epoch order.
+
+    The sampler seed is the same on every rank (one global order, sharded by rank); the
+    transform generator gets the rank as an extra key so ranks draw independent augmentations
+    (world_size 1 keeps the single-process seed).
+    """
+    sampler = build_sampler(sampler_name, data.train_labels,
+                            seed=derive_seed(seed, SAMPLER_STREAM, stage_idx, stream),
+                            rank=rank, world_size=world_size, **kwargs)
+    tf = data.train_transform if views == 1 else MultiView(data.train_transform, views)
+    rank_key = (rank,) if world_size > 1 else ()
+    return BatchLoader(data.store, data.train_idx, local_batch(cfg.batch_size, world_size),
+                       sampler=sampler, transform=tf, device=device, drop_last=cfg.drop_last,
+                       seed=derive_seed(seed, LOADER_STREAM, stage_idx, stream, *rank_key))
+
+
+def local_batch(batch_size: int, world_size: int) -> int:
+    """Each rank's share of the global batch."""
+    if batch_size % world_size:
+        raise BenchmarkError(f"batch_size {batch_size} (the global batch) is not divisible by the "
+                             f"{world_size} DDP ranks")
+    return batch_size // world_size
 
 
 class MultiView:
@@ -83,16 +117,21 @@ class Trainer:
         data: the resolved train/test data (:func:`benchmark.spec.load_run_data`).
         device: training device.
         method: an already built method (default: ``build_method(spec.method, spec.hparams)``).
+        dist: this process's place in a DDP run (default: a single process).
     """
 
     def __init__(self, spec: RunSpec, cfg: TrainConfig, data: RunData, device: torch.device,
-                 method: Method | None = None):
+                 method: Method | None = None, dist: DistInfo | None = None):
         self.spec, self.cfg, self.data, self.device = spec, cfg, data, device
+        self.dist = dist or DistInfo(device=device)
+        world = self.dist.world_size
         self.method = method or build_method(spec.method, spec.hparams)
-        n_train = len(data.train_idx)
-        steps = n_train // cfg.batch_size if cfg.drop_last else -(-n_train // cfg.batch_size)
+        # as DistributedSampler: each rank gets ceil(n / W) positions, cut into local batches
+        per_rank, b = -(-len(data.train_idx) // world), local_batch(cfg.batch_size, world)
+        steps = per_rank // b if cfg.drop_last else -(-per_rank // b)
         if steps < 1:
-            raise BenchmarkError(f"{n_train} training clips are fewer than one batch of {cfg.batch_size}")
+            raise BenchmarkError(f"{len(data.train_idx)} training clips are fewer than one batch "
+                                 f"of {cfg.batch_size}")
         if cfg.max_steps_per_epoch:
             steps = min(steps, cfg.max_steps_per_epoch)
         self.generator = torch.Generator()
@@ -101,11 +140,15 @@ class Trainer:
                            class_counts=torch.as_tensor(data.class_counts, dtype=torch.long),
                            total_epochs=cfg.epochs, iters_per_epoch=steps, device=device,
                            seed=spec.seed, layout=data.layout, batch_size=cfg.batch_size,
-                           generator=self.generator)
+                           generator=self.generator, milestones=tuple(cfg.milestones),
+                           warmup_epochs=cfg.warmup_epochs, rank=self.dist.rank,
+                           world_size=world, comm=self.dist if self.dist.enabled else None)
         # initialisation is a function of the seed alone (spec §4.1 seeds everything once)
         seed_all(derive_seed(spec.seed, INIT_STREAM))
         self.method.setup(self.ctx)
-        self.model = self.method.build_model(self.ctx, backbone_factory(cfg, data)).to(device)
+        model = self.method.build_model(self.ctx, backbone_factory(cfg, data))
+        self.model = self.dist.prepare_model(model).to(device)  # SyncBN under multi-GPU DDP
+        self.ddp: Any = None  # the stage's DDP-wrapped model (multi-process training only)
         self.stages: list[Stage] = list(self.method.stages(self.ctx))
         if not self.stages:
             raise BenchmarkError(f"method {spec.method} returned no training stage")
@@ -117,8 +160,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.last_logits: np.ndarray | None = None
         self._resume: dict[str, Any] | None = None
-        self.test_loader = BatchLoader(data.store, data.test_idx, cfg.test_batch_size,
+        # DDP: each rank evaluates whole test batches r, r + W, ... and the rows are gathered
+        self.test_shards = batch_shards(len(data.test_idx), cfg.test_batch_size, world)
+        mine = self.test_shards[self.dist.rank] if self.dist.enabled else None
+        self.test_loader = BatchLoader(data.store, data.test_idx, cfg.test_batch_size, sampler=mine,
                                        transform=data.test_transform, device=device)
+        self.quiet = True if not self.dist.is_main else None  # progress bars on rank 0 only
 
     # ------------------------------------------------------------------ stage helpers
     def stage_epochs(self, stage: Stage) -> int:
@@ -129,11 +176,16 @@ class Trainer:
         return sum(self.stage_epochs(s) for s in self.stages)
 
     def stage_lr(self, stage: Stage, epoch: int) -> float:
+        """The lr of stage epoch ``epoch``: schedule (see :class:`Stage`) x method.lr_factor."""
         c = self.cfg
         peak = stage.lr if stage.lr is not None else c.lr
         warmup = stage.warmup_epochs if stage.warmup_epochs is not None else c.warmup_epochs
-        steps = stage.milestones if stage.milestones is not None else c.milestones
-        return lr_at(epoch, peak, warmup, steps, c.lr_decay)
+        if (stage.schedule or "step") == "cosine":
+            lr = cosine_lr_at(epoch, peak, warmup, self.stage_epochs(stage))
+        else:
+            steps = stage.milestones if stage.milestones is not None else c.milestones
+            lr = lr_at(epoch, peak, warmup, steps, c.lr_decay)
+        return lr * float(self.method.lr_factor(stage, epoch))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -151,19 +203,14 @@ class Trainer:
         if not params:
             raise BenchmarkError(f"stage {stage.name!r} trains no parameter")
         c = self.cfg
+        wd = stage.weight_decay if stage.weight_decay is not None else c.weight_decay
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
-                               weight_decay=c.weight_decay)
+                               weight_decay=wd)
 
     def _loader(self, stage_idx: int, sampler_name: str, kwargs: dict[str, Any], views: int,
                 stream: int = 0) -> BatchLoader:
-        seed = self.spec.seed
-        sampler = build_sampler(sampler_name, self.data.train_labels,
-                                seed=derive_seed(seed, SAMPLER_STREAM, stage_idx, stream),
-                                rank=0, world_size=1, **kwargs)
-        tf = self.data.train_transform if views == 1 else MultiView(self.data.train_transform, views)
-        return BatchLoader(self.data.store, self.data.train_idx, self.cfg.batch_size, sampler=sampler,
-                           transform=tf, device=self.device, drop_last=self.cfg.drop_last,
-                           seed=derive_seed(seed, LOADER_STREAM, stage_idx, stream))
+        return make_train_loader(self.data, self.cfg, self.spec.seed, stage_idx, sampler_name, kwargs,
+                                 views, self.device, self.dist.rank, self.dist.world_size, stream)
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
@@ -173,7 +220,7 @@ class Trainer:
                 "cursor": {"stage": self.cursor.stage, "epoch": self.cursor.epoch},
                 "lr": self.history[-1]["lr"] if self.history else None,
                 "method": self.method.state_dict(),
-                "history": self.history,
+                "history": self.history, "world_size": self.dist.world_size,
                 "rng": {**capture_rng(self.generator), "loader_epoch": self.cursor.epoch}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -183,6 +230,10 @@ class Trainer:
         self.history = list(state["history"])
         self.cursor = Cursor(**state["cursor"])
         restore_rng(state["rng"], self.generator)
+        saved = state.get("world_size", 1)
+        if saved != self.dist.world_size:  # allowed; the clip order is the same, not the draws
+            log.warning("resuming a %d-process checkpoint with %d process(es): the augmentation "
+                        "draws differ from an uninterrupted run", saved, self.dist.world_size)
         self._resume = state
 
     # ------------------------------------------------------------------ the loop
@@ -207,6 +258,9 @@ class Trainer:
                 if self._resume.get("scaler"):
                     self.scaler.load_state_dict(self._resume["scaler"])
             self._resume = None
+            self.ddp = None  # drop the previous stage's wrapper (its parameter set is stale)
+            if self.dist.enabled and stage.train:
+                self.ddp = self.dist.wrap(self.model, self.cfg.ddp_find_unused)
             for epoch in range(first, self.stage_epochs(stage)):
                 record = self._epoch(s, stage, epoch, loader, aux)
                 self.history.append(record)
@@ -217,6 +271,7 @@ class Trainer:
             loader.close()
             if aux is not None:
                 aux.close()
+        self.ddp = None
         if self.last_logits is None:  # resumed after the last epoch: evaluate the final model
             self.last_logits = self.evaluate()
         return self.last_logits
@@ -235,7 +290,15 @@ class Trainer:
         loss_sum, n_steps, terms = 0.0, 0, {}
         if stage.train:
             loss_sum, n_steps, terms = self._train_steps(s, stage, epoch, loader, aux)
+            if self.dist.enabled:  # the logged loss is the global batch's, as in one process
+                keys = sorted(terms)
+                avg = self.dist.all_reduce_mean(torch.tensor([loss_sum, *(terms[k] for k in keys)],
+                                                             dtype=torch.float64)).tolist()
+                loss_sum, terms = avg[0], dict(zip(keys, avg[1:]))
         self.method.on_epoch_end(epoch, self.model, self.ctx)
+        if self.dist.enabled:  # per-rank BN running stats -> rank 0's; then all must agree
+            self.dist.sync_buffers(self.model)
+            self.dist.check_replicas(self.model, f"after stage {s} epoch {epoch}")
         train_s = time.perf_counter() - t0
         self.last_logits = self.evaluate()
         m = metrics.summarize(self.last_logits, self.data.test_labels, self.data.class_counts, full=False)
@@ -277,9 +340,10 @@ class Trainer:
         if self.cfg.max_steps_per_epoch:
             n = min(n, self.cfg.max_steps_per_epoch)
         model, method, ctx, opt = self.model, self.method, self.ctx, self.optimizer
+        fwd_model = self.ddp if self.ddp is not None else model  # DDP averages gradients
         model.train()
         loss_sum, steps, terms = 0.0, 0, {}
-        bar = tqdm(self._batches(loader, aux, n), total=n, leave=False, disable=None,
+        bar = tqdm(self._batches(loader, aux, n), total=n, leave=False, disable=self.quiet,
                    desc=f"{stage.name} {epoch + 1}/{self.stage_epochs(stage)}")
         for parts, aux_parts in bar:
             batch = self._to_batch(parts, stage.views)
@@ -287,7 +351,7 @@ class Trainer:
                 batch.aux = self._to_batch(aux_parts, stage.views)
             with self._autocast():
                 batch = method.transform_batch(batch, model, ctx)
-                out = method.forward(model, batch, ctx)
+                out = method.forward(fwd_model, batch, ctx)
                 loss, logs = method.loss(out, batch, ctx)
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -307,18 +371,22 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> np.ndarray:
-        """method.predict over the test set (test transform, no augmentation); float32 (N, C)."""
+        """method.predict over the test set (test transform, no augmentation); float32 (N, C).
+        Under DDP every rank calls it: each runs its share of whole batches, all get every row."""
         was = self.model.training
         self.model.eval()
         outs = []
         try:
             for x, _, _ in tqdm(self.test_loader, total=len(self.test_loader), leave=False,
-                                disable=None, desc="test"):
+                                disable=self.quiet, desc="test"):
                 with self._autocast():
                     outs.append(self.method.predict(self.model, x, self.ctx).float().cpu())
         finally:
             self.model.train(was)
-        return torch.cat(outs).numpy()
+        local = torch.cat(outs) if outs else torch.zeros(0, self.data.num_classes)
+        if self.dist.enabled:
+            local = self.dist.gather_rows(local, self.test_shards, len(self.data.test_idx))
+        return local.numpy()
 
     def close(self) -> None:
         self.test_loader.close()

@@ -2,6 +2,9 @@
 
     train    --dataset DATA --method NAME [--imbalance IF] [--profile P] [--seed S] [--out DIR]
              [--set k=v ...] [--protocol P] [--split-list FILE] [--device cpu|cuda] [--data-root DIR]
+             [--dist-backend nccl|gloo]
+             multi-process: torchrun --nproc_per_node=N -m benchmark train ... (DDP; the
+             config's batch is the global batch, split over the N ranks)
     eval     --checkpoint FILE [--dataset DATA] ...   a last.pt of ours or an official CTR-GCN
              state_dict; prints top-1 and many/medium/few, writes JSON with --out
     methods  the registered methods with their metadata and hyper-parameter defaults
@@ -35,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", type=Path, default=Path("results/runs"), help="parent of run folders")
     t.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (bitwise CPU reproducibility needs a fixed count)")
+    t.add_argument("--dist-backend", default=None, choices=("nccl", "gloo"),
+                   help="under torchrun: process-group backend (default nccl on CUDA, gloo on CPU)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on a test set")
@@ -89,7 +94,9 @@ def _train(args: argparse.Namespace) -> int:
     from .runner import run
 
     spec = build_spec(args, args.method, args.overrides)
-    result = run(spec, args.out, args.device, args.data_root, args.threads)
+    result = run(spec, args.out, args.device, args.data_root, args.threads, args.dist_backend)
+    if result.rank != 0:  # DDP: rank 0 reports
+        return 0
     if result.status == "already done":
         print(f"{result.run_dir}: already done; nothing to do (delete the folder to re-run)")
     else:

@@ -15,10 +15,8 @@ Decisions (spec_baselines §14, §22):
   50 of 100 on Tiny-ImageNet: half of training).
 - alpha 1000 (the value ``cifar_train.py`` passes; the class default is 10000).
 - The official script also cuts the lr to 0.01x from the start epoch on (its IB-phase schedule
-  is the normal one times 0.01). The Method API cannot change the lr, so the IB loss is scaled
-  by ``lr_factor`` instead: the same gradient step, except that the harness's weight decay is
-  not scaled with it. Logged as ``ib`` (unscaled). Set ``lr_factor=1`` once the harness
-  scales the stage lr.
+  is the normal one times 0.01): ``lr_factor`` does that through the harness's
+  ``Method.lr_factor`` hook, so SGD's weight decay step shrinks with it, as official.
 - ib_i is not detached (official: the gradient flows through g and h); ``detach_ib=True``
   treats it as a constant weight.
 - IB-Focal is ``gamma > 0``; like the official ``IB_FocalLoss``, p = exp(-w_y CE) then.
@@ -31,7 +29,7 @@ import torch
 
 from benchmark.errors import BenchmarkError
 from benchmark.losses import cross_entropy, influence_weights, power_weights
-from benchmark.method import Batch, Context, Method, Out, register_method
+from benchmark.method import Batch, Context, Method, Out, Stage, register_method
 
 from ._losses import check_choice, switch_epoch
 
@@ -77,6 +75,9 @@ class InfluenceBalanced(Method):
     def on_epoch_start(self, epoch: int, model, ctx: Context) -> None:
         self.active = epoch >= self.start
 
+    def lr_factor(self, stage: Stage, epoch: int) -> float:
+        return self.hp.lr_factor if epoch >= self.start else 1.0
+
     def loss(self, out: Out, batch: Batch, ctx: Context):
         if not self.active:
             return super().loss(out, batch, ctx)
@@ -90,5 +91,5 @@ class InfluenceBalanced(Method):
             term = ib_loss(logits, t.y, feat, self.hp.alpha, self.weight, self.hp.gamma,
                            detach_ib=self.hp.detach_ib)
             logs[f"ib{k}"] = float(term.detach())
-            total = total + self.hp.lr_factor * term
+            total = total + term
         return total, logs

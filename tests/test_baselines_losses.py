@@ -252,10 +252,17 @@ def test_ib_f4():
     feat = H[:, None]  # L1 norms h
     assert influence_weights(Z, Y, H, 1000.0).tolist() == approx(
         [776.7486, 712.0179, 2346.8527, 439.8748])
-    assert f4("ib", 50, feat=feat, lr_factor=1.0)[0] == approx(911.899907)
-    assert f4("ib", 50, feat=feat, lr_factor=1.0, weighting="none")[0] == approx(576.246857)
-    assert f4("ib", 50, feat=feat)[0] == approx(9.11899907)  # lr x0.01 carried by the loss
+    assert f4("ib", 50, feat=feat)[0] == approx(911.899907)  # lr x0.01 is not in the loss
+    assert f4("ib", 50, feat=feat, weighting="none")[0] == approx(576.246857)
     assert f4("ib", 49, feat=feat)[0] == approx(0.566299)  # plain CE before the start
+
+
+def test_ib_cuts_the_lr_through_the_hook():
+    _, m, _ = f4("ib", 50, feat=H[:, None])
+    (stage,) = m.stages(ctx())
+    assert [m.lr_factor(stage, e) for e in (0, 49, 50, 99)] == [1.0, 1.0, 0.01, 0.01]
+    _, m, _ = f4("ib", 50, feat=H[:, None], lr_factor=0.1, start_frac=0.3)
+    assert [m.lr_factor(stage, e) for e in (29, 30)] == [1.0, 0.1]
 
 
 def test_ib_weight_is_not_detached_by_default():
@@ -284,13 +291,14 @@ def test_bs_maxnorm_stages_and_projection():
     assert feature.epochs is None and feature.trainable is None
     assert classifier.epochs == 10 and classifier.lr == approx(0.005)
     assert classifier.milestones == () and classifier.warmup_epochs == 0
+    assert feature.weight_decay is None and classifier.weight_decay == approx(0.1)  # the SGD's
     names = [n for n, _ in model.named_parameters() if classifier.trainable(n)]
     assert names == ["fc.weight", "fc.bias"]
     # stage 1: CE (F4), no extra decay
     m.on_stage_start(feature, model, c)
     batch = Batch(x=torch.zeros(4, 3, 1, 25, 1), y=Y, index=torch.arange(4))
     assert float(m.loss(Out(Z, chunks=[4]), batch, c)[0]) == approx(0.566299)
-    # stage 2: Balanced Softmax (F4 1.421166) + 0.05 ||fc||^2
+    # stage 2: Balanced Softmax (F4 1.421166); its decay is the optimizer's, not a loss term
     with torch.no_grad():
         model.fc.weight.mul_(torch.tensor([[4.0], [1.0], [0.5]]))
         model.fc.bias.fill_(3.0)
@@ -298,10 +306,13 @@ def test_bs_maxnorm_stages_and_projection():
     norms = model.fc.weight.detach().norm(dim=1)
     assert m.thr == approx(float(norms.min() + 0.1 * (norms.max() - norms.min())))
     loss, logs = m.loss(Out(Z, chunks=[4]), batch, c)
-    sq = float(model.fc.weight.detach().pow(2).sum() + model.fc.bias.detach().pow(2).sum())
-    assert float(loss.detach()) == approx(1.421166 + 0.05 * sq) and logs["wd"] == approx(0.05 * sq)
-    loss.backward()  # the penalty's gradient is SGD's coupled decay, 0.1 * theta
-    assert torch.allclose(model.fc.bias.grad, torch.full((3,), 0.3))
+    assert float(loss.detach()) == approx(1.421166) and "wd" not in logs
+    # stage 1's extra decay is still the loss term (wd / 2) ||theta||^2
+    m1 = build_method("bs_maxnorm", {"stage1_extra_wd": 0.1})
+    m1.setup(c)
+    m1.on_stage_start(feature, model, c)
+    sq = float(sum(p.detach().pow(2).sum() for p in model.parameters()))
+    assert m1.loss(Out(Z, chunks=[4]), batch, c)[1]["wd"] == approx(0.05 * sq)
     m.after_step(model, batch, None, c)  # projection waits for the epoch end
     assert torch.allclose(model.fc.weight.norm(dim=1), norms)
     m.on_epoch_end(0, model, c)
