@@ -154,8 +154,9 @@ class Stage:
     sampler: str = "instance"
     sampler_kwargs: dict[str, Any] = field(default_factory=dict)
     aux_sampler: str | None = None
+    aux_sampler_kwargs: dict[str, Any] = field(default_factory=dict)
     views: int = 1
-    train: bool = True
+    train: bool = True  # False: a statistics pass (test transform, transform_batch under no_grad)
 
     def __post_init__(self) -> None:
         if self.schedule not in (None, *SCHEDULES):

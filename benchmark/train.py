@@ -65,7 +65,7 @@ def backbone_factory(cfg: TrainConfig, data: RunData) -> Callable[[], nn.Module]
 
 def make_train_loader(data: RunData, cfg: TrainConfig, seed: int, stage_idx: int, sampler_name: str,
                       kwargs: dict[str, Any], views: int, device: torch.device, rank: int = 0,
-                      world_size: int = 1, stream: int = 0) -> BatchLoader:
+                      world_size: int = 1, stream: int = 0, augment: bool = True) -> BatchLoader:
     """This rank's training loader of a stage: its shard of one global per-epoch order.
 
     The sampler seed is the same on every rank (one global order, sharded by rank); the
@@ -75,7 +75,8 @@ def make_train_loader(data: RunData, cfg: TrainConfig, seed: int, stage_idx: int
     sampler = build_sampler(sampler_name, data.train_labels,
                             seed=derive_seed(seed, SAMPLER_STREAM, stage_idx, stream),
                             rank=rank, world_size=world_size, **kwargs)
-    tf = data.train_transform if views == 1 else MultiView(data.train_transform, views)
+    base_tf = data.train_transform if augment else data.test_transform  # stats passes: no aug
+    tf = base_tf if views == 1 else MultiView(base_tf, views)
     rank_key = (rank,) if world_size > 1 else ()
     return BatchLoader(data.store, data.train_idx, local_batch(cfg.batch_size, world_size),
                        sampler=sampler, transform=tf, device=device, drop_last=cfg.drop_last,
@@ -208,9 +209,10 @@ class Trainer:
                                weight_decay=wd)
 
     def _loader(self, stage_idx: int, sampler_name: str, kwargs: dict[str, Any], views: int,
-                stream: int = 0) -> BatchLoader:
+                stream: int = 0, augment: bool = True) -> BatchLoader:
         return make_train_loader(self.data, self.cfg, self.spec.seed, stage_idx, sampler_name, kwargs,
-                                 views, self.device, self.dist.rank, self.dist.world_size, stream)
+                                 views, self.device, self.dist.rank, self.dist.world_size, stream,
+                                 augment)
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
@@ -243,9 +245,10 @@ class Trainer:
             stage = self.stages[s]
             self.optimizer = self._make_optimizer(stage)
             self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-            loader = self._loader(s, stage.sampler, stage.sampler_kwargs, stage.views)
-            aux = (self._loader(s, stage.aux_sampler, {}, stage.views, AUX_STREAM)
-                   if stage.aux_sampler else None)
+            loader = self._loader(s, stage.sampler, stage.sampler_kwargs, stage.views,
+                                  augment=stage.train)
+            aux = (self._loader(s, stage.aux_sampler, stage.aux_sampler_kwargs, stage.views,
+                                AUX_STREAM, augment=stage.train) if stage.aux_sampler else None)
             self.method.on_stage_start(stage, self.model, self.ctx)
             first = self.cursor.epoch if s == self.cursor.stage else 0
             if self._resume is not None and first > 0:
@@ -295,6 +298,8 @@ class Trainer:
                 avg = self.dist.all_reduce_mean(torch.tensor([loss_sum, *(terms[k] for k in keys)],
                                                              dtype=torch.float64)).tolist()
                 loss_sum, terms = avg[0], dict(zip(keys, avg[1:]))
+        else:
+            self._statistics_pass(loader, aux, stage.views)
         self.method.on_epoch_end(epoch, self.model, self.ctx)
         if self.dist.enabled:  # per-rank BN running stats -> rank 0's; then all must agree
             self.dist.sync_buffers(self.model)
@@ -333,6 +338,23 @@ class Trainer:
         if views == 1:
             return Batch(x=x, y=y, index=idx)
         return Batch(x=x[0], y=y, index=idx, views=list(x[1:]))
+
+    @torch.no_grad()
+    def _statistics_pass(self, loader: BatchLoader, aux: BatchLoader | None, views: int) -> None:
+        """A ``train=False`` stage: every batch (test transform) goes through the method's
+        ``transform_batch`` without gradients and with the model in eval mode; nothing is
+        optimised (e.g. FSA's confusion statistics)."""
+        n = len(loader)
+        if self.cfg.max_steps_per_epoch:
+            n = min(n, self.cfg.max_steps_per_epoch)
+        self.model.eval()
+        for parts, aux_parts in tqdm(self._batches(loader, aux, n), total=n, leave=False,
+                                     disable=self.quiet, desc="statistics"):
+            batch = self._to_batch(parts, views)
+            if aux_parts is not None:
+                batch.aux = self._to_batch(aux_parts, views)
+            self.method.transform_batch(batch, self.model, self.ctx)
+        self.model.train()
 
     def _train_steps(self, s: int, stage: Stage, epoch: int, loader: BatchLoader,
                      aux: BatchLoader | None) -> tuple[float, int, dict[str, float]]:

@@ -42,11 +42,12 @@ Decisions (spec_baselines §5, §22.3, §22.5):
   the unofficial 40 fine-tune epochs after 200 (not its 41 of the off-by-one loop). Its lr is
   5e-4 at batch 128, constant, momentum 0.9, no weight decay (unofficial phase-III config),
   scaled linearly with the batch size.
-- The statistics pass: the harness does not yet feed batches to a ``train=False`` stage. The
-  pass observes every batch that reaches ``transform_batch`` during that stage (no-grad eval
-  forward); ``stats_source="auto"`` falls back to the same statistics gathered during the
-  last ``feature`` epoch (eval forward of each training batch, the weights of that step) when
-  the pass saw nothing. ``"pass"`` insists on the pass, ``"last_epoch"`` always uses it.
+- The statistics pass: the harness feeds every training clip of a ``train=False`` stage, with
+  the test transform and no gradients, to ``transform_batch``, which records its eval-mode
+  softmax. ``stats_source="auto"`` (default) uses that pass and falls back to the same
+  statistics gathered during the last ``feature`` epoch (eval forward of each training batch,
+  the weights of that step) if the pass saw nothing (e.g. a capped smoke profile);
+  ``"pass"`` insists on the pass, ``"last_epoch"`` always uses the fallback.
 - The group sampler reads the confusing classes from this method's live table (passed in
   ``sampler_kwargs``), filled at the start of ``finetune``, so the sampler can be built
   before the statistics exist; the batch size (per rank) must be a multiple of 2 + 2 Na.
@@ -350,8 +351,8 @@ class FSA(Method):
             src = "pass" if float(self.acc["pass"]["counts"].sum()) > 0 else "last_epoch"
         sums, counts = (ctx.all_reduce_mean(self.acc[src][k]).cpu() for k in ("sums", "counts"))
         if float(counts.sum()) == 0:
-            raise BenchmarkError(f"fsa: no statistics from {src!r} (the harness feeds no batch to "
-                                 f"a train=False stage; use stats_source='auto' or 'last_epoch')")
+            raise BenchmarkError(f"fsa: no statistics from {src!r} (the statistics stage saw no "
+                                 f"batch; use stats_source='auto' or 'last_epoch')")
         self.scores = confusion_scores(sums, counts)
         self.table.confusing = confusing_classes(self.scores, self.hp.n_aug)
 

@@ -27,9 +27,7 @@ Decisions (spec_baselines §6, §22):
 - lambda ~ Beta(1, 1) always: the official CLI ``--beta`` is never used (spec §6 quirk kept,
   ``mix_alpha`` makes the Beta parameter explicit).
 - The weighted loader is the sampler ``power_weighted`` registered here (with replacement,
-  length N). The harness builds the aux loader without kwargs, so only q = 0 (uniform with
-  replacement, the CIFAR default) runs today; q != 0 needs a ``Stage.aux_sampler_kwargs``
-  field in the harness and is refused until then.
+  length N, probability proportional to n_y^-q; q = 0 is uniform, the CIFAR default).
 - The two mixes run as two forwards (BN statistics per mix, as official).
 """
 from __future__ import annotations
@@ -151,9 +149,6 @@ class GLMC(Method):
         proj_dim: int = 128              # GLMC ResNet_cifar.py projector/predictor width
 
     def setup(self, ctx: Context) -> None:
-        if self.hp.resample_weighting and "aux_sampler_kwargs" not in Stage.__dataclass_fields__:
-            raise BenchmarkError("glmc: resample_weighting != 0 needs Stage.aux_sampler_kwargs "
-                                 "in the harness (the aux loader is built without kwargs)")
         self.label_weight = power_weights(ctx.class_counts, self.hp.label_weighting).to(ctx.device)
         self.total_epochs = ctx.total_epochs
         self.alpha = 1.0
@@ -162,11 +157,8 @@ class GLMC(Method):
         return GLMCModel(make_backbone(), ctx.num_classes, self.hp.proj_dim)
 
     def stages(self, ctx: Context) -> list[Stage]:
-        stage = Stage(views=2, aux_sampler="power_weighted")
-        if "aux_sampler_kwargs" in Stage.__dataclass_fields__:
-            stage = dataclasses.replace(stage, aux_sampler_kwargs={
-                "power": self.hp.resample_weighting})
-        return [stage]
+        return [Stage(views=2, aux_sampler="power_weighted",
+                      aux_sampler_kwargs={"power": self.hp.resample_weighting})]
 
     def on_epoch_start(self, epoch: int, model, ctx: Context) -> None:
         self.alpha = glmc_alpha(epoch, ctx.total_epochs)

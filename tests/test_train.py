@@ -220,3 +220,38 @@ def test_bad_stage_schedule_is_an_error(tmp_path_factory):
 
     with pytest.raises(BenchmarkError, match="schedule must be one of step, cosine"):
         _scheduled_trainer(tmp_path_factory, Bad())
+
+
+class StatsThenTrain(Method):
+    """Not registered: a statistics stage (train=False) and an aux-sampler stage with kwargs."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def stages(self, ctx):
+        return [Stage("stats", epochs=1, train=False, sampler="sequential"),
+                Stage("train", epochs=1, aux_sampler="ros", aux_sampler_kwargs={"redraw_each_epoch": True})]
+
+    def transform_batch(self, batch, model, ctx):
+        self.seen.append((torch.is_grad_enabled(), model.training, batch.x.clone(),
+                          None if batch.aux is None else batch.aux.y.clone()))
+        return batch
+
+
+def test_statistics_stage_sees_test_transformed_batches_without_grad(tmp_path_factory):
+    m = StatsThenTrain()
+    t = _scheduled_trainer(tmp_path_factory, m)
+    t.fit()
+    t.close()
+    stats = [s for s in m.seen if s[3] is None and not s[0]]
+    train = [s for s in m.seen if s[0]]
+    assert len(stats) == 1 and stats[0][1] is False  # no grad, eval mode, max_steps_per_epoch 1
+    assert t.history[0]["steps"] == 0 and t.history[0]["loss"] is None  # nothing optimised
+    assert len(train) == 1 and train[0][1] is True and train[0][3] is not None  # aux batch given
+    # the statistics pass used the test transform: deterministic, so a rerun gives the same clip
+    data, store = t.data, t.data.store
+    idx = torch.as_tensor(data.train_idx[:len(stats[0][2])])
+    x = torch.from_numpy(np.ascontiguousarray(store.data[idx.numpy()]))
+    lengths = torch.as_tensor(store.lengths[idx.numpy()])
+    assert torch.allclose(data.test_transform(x, lengths, None), stats[0][2], atol=1e-6)
