@@ -114,3 +114,27 @@ def test_every_method_has_metadata():
     for name in METHODS.names():
         cls = METHODS.get(name)
         assert cls.registry_name == name and cls.display_name and cls.family and cls.paper
+
+
+def test_readme_add_a_method_example_runs():
+    """The README's worked example registers a method that trains on the toy fixture."""
+    import re
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = re.search(r"```python\n# methods/my_method.py[^\n]*\n(.*?)```",
+                     (REPO / "README.md").read_text(), re.S).group(1)
+    check = code + (
+        "\nimport torch\nfrom benchmark.method import build_method, Batch, Context, Out\n"
+        "from benchmark.data.skeleton import LAYOUTS\n"
+        "m = build_method('my_method', {'tau': 1.0})\n"
+        "ctx = Context(3, torch.tensor([100, 10, 1]), 1, 1, torch.device('cpu'), 0, LAYOUTS['ntu25'], 4)\n"
+        "m.setup(ctx)\n"
+        "z = torch.tensor([[2.0, 0.5, -1.0], [1.0, 1.5, 0.2], [0.1, 0.3, 1.2], [0.5, -0.2, 0.3]])\n"
+        "b = Batch(x=torch.zeros(4, 3, 1, 25, 1), y=torch.tensor([0, 1, 2, 0]), index=torch.arange(4))\n"
+        "print(float(m.loss(Out(z, chunks=[4]), b, ctx)[0]))\n")
+    out = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) == pytest.approx(1.421166, rel=1e-5)  # tau 1 = Balanced Softmax on F4
