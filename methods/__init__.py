@@ -17,3 +17,5 @@ from . import ride  # noqa: F401
 from . import bcl  # noqa: F401
 from . import paco  # noqa: F401
 from . import fsa  # noqa: F401
+from . import stmix  # noqa: F401
+from . import shapmix  # noqa: F401
