@@ -178,7 +178,9 @@ class Context:
     seed: int
     layout: Any                   # benchmark.data.skeleton.Layout (parts, bones, joints)
     batch_size: int
-    extras: dict[str, Any] = field(default_factory=dict)  # lazily computed data statistics
+    # data statistics on demand, e.g. "raw_mean_clip": frames -> (C, frames, V, M) numpy mean of
+    # the stored (untransformed) training clips' first frames (Shap-Mix's Shapley baseline)
+    extras: dict[str, Any] = field(default_factory=dict)
     generator: torch.Generator | None = None  # the run's RNG for method-side randomness
     # the train config's schedule (a Stage may override it for itself)
     milestones: tuple[int, ...] = ()

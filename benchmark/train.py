@@ -24,6 +24,7 @@ the logits a single process would compute from the same weights.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -38,6 +39,7 @@ from tqdm import tqdm
 
 from . import metrics
 from .config import TrainConfig, cosine_lr_at, lr_at
+from .data.lt import raw_mean_clip
 from .data.loader import BatchLoader
 from .data.samplers import build_sampler, derive_seed
 from .dist import DistInfo, batch_shards
@@ -143,7 +145,9 @@ class Trainer:
                            seed=spec.seed, layout=data.layout, batch_size=cfg.batch_size,
                            generator=self.generator, milestones=tuple(cfg.milestones),
                            warmup_epochs=cfg.warmup_epochs, rank=self.dist.rank,
-                           world_size=world, comm=self.dist if self.dist.enabled else None)
+                           world_size=world, comm=self.dist if self.dist.enabled else None,
+                           extras={"raw_mean_clip": functools.partial(raw_mean_clip, data.store,
+                                                                      data.train_idx)})
         # initialisation is a function of the seed alone (spec §4.1 seeds everything once)
         seed_all(derive_seed(spec.seed, INIT_STREAM))
         self.method.setup(self.ctx)

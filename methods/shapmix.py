@@ -43,11 +43,12 @@ Options (each default = the official code):
   ST-Mix options of ``STMix.HParams``.
 
 Decisions:
-- Baseline: the harness's Context offers no access to the raw training store, so the baseline
-  is not the official mean of the raw first-64 frames (3, 64, V, M). It is the running mean of
-  the (augmented) training batches seen during epoch 0 (each batch's mean averaged over ranks,
-  so all ranks agree), frozen from epoch 1 and kept in the state (``ctx.extras["shapmix_baseline"]``
-  overrides it when the harness provides one of the input's shape).
+- Baseline (``baseline="raw_mean"``, official): the mean of the raw (untransformed) LT training
+  clips' first ``window`` frames, padding zeros and absent persons included (``avg_motion``),
+  from the harness's ``ctx.extras["raw_mean_clip"]``; computed once, kept in the state. On
+  NW-UCLA, whose store holds raw camera coordinates that the official transform min-max
+  normalises, that mean is not in the input's frame: use ``baseline="batch_mean"``, the running
+  mean of the (transformed) epoch-0 training batches (averaged over ranks), frozen from epoch 1.
 - joints(T) uses the layout's true part sizes (NTU 5, 6, 6, 4, 4 = official; COCO 5, 3, 3, 3, 3
   where the official K400 code reuses the NTU counts).
 - The unused python draw of the official paste branch (``Cs``) is not replayed (own RNG stream).
@@ -212,6 +213,7 @@ class ShapMix(STMix):
         minority: str = "counts"         # "index": official C - y proxy
         guidance: str = "shapley"        # Table 8: "random"
         rw_rs: str = "rw"                # Table 8: "rs" = class-balanced aux partners
+        baseline: str = "raw_mean"       # official avg_motion; "batch_mean": epoch-0 batch mean
 
     def setup(self, ctx: Context) -> None:
         super().setup(ctx)
@@ -220,6 +222,7 @@ class ShapMix(STMix):
         check_choice("shap_mix", "minority", hp.minority, ("counts", "index"))
         check_choice("shap_mix", "guidance", hp.guidance, ("shapley", "random"))
         check_choice("shap_mix", "rw_rs", hp.rw_rs, ("rw", "rs"))
+        check_choice("shap_mix", "baseline", hp.baseline, ("raw_mean", "batch_mean"))
         if hp.estimate_every < 1 or hp.temperature <= 0:
             raise BenchmarkError("shap_mix: estimate_every must be >= 1 and temperature > 0")
         if len(self.parts) != N_PARTS:
@@ -249,9 +252,15 @@ class ShapMix(STMix):
 
     # estimator -------------------------------------------------------------------------
     def baseline(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        given = ctx.extras.get("shapmix_baseline")
-        if given is not None and tuple(given.shape) == tuple(x.shape[1:]):
-            return given.to(x)
+        raw = ctx.extras.get("raw_mean_clip")
+        if self.hp.baseline == "raw_mean" and raw is not None and self.base_sum is None:
+            # official: mean of the raw LT training clips, frames 0..window-1 (computed once)
+            self.base_sum, self.base_n = torch.from_numpy(raw(x.shape[2])), 1
+            if tuple(self.base_sum.shape) != tuple(x.shape[1:]):
+                raise BenchmarkError(f"shap_mix: raw mean clip {tuple(self.base_sum.shape)} does not "
+                                     f"match the input {tuple(x.shape[1:])}; use baseline=batch_mean")
+        if self.base_n and self.hp.baseline == "raw_mean" and raw is not None:
+            return (self.base_sum / self.base_n).to(x)
         if self.epoch == 0:  # running mean of the epoch-0 batches (all ranks agree)
             m = ctx.all_reduce_mean(x.float().mean(0)).float().cpu()
             self.base_sum = m if self.base_sum is None else self.base_sum + m

@@ -84,3 +84,14 @@ def test_cli_info_split_errors(toy_store, tmp_path):
     ghost.write_text("S009C001P001R001A001\n")
     assert_one_line_error(run_cli("data", "info", toy_store, "--split-list", ghost), "ghost.txt", "not in the store")
     assert_one_line_error(run_cli("data", "info", toy_store, "--imbalance", 0.5, "--n-max", 8), "imbalance")
+
+
+def test_raw_mean_clip(toy_store):
+    from benchmark.data.lt import raw_mean_clip
+    from benchmark.data.store import open_store
+
+    s = open_store(toy_store)
+    rows = np.array([3, 0, 5])
+    got = raw_mean_clip(s, rows, frames=3, chunk=2)
+    assert got.shape == (3, 3, 25, 2) and got.dtype == np.float32
+    np.testing.assert_allclose(got, np.asarray(s.data[[0, 3, 5], :, :3]).mean(0), rtol=1e-6)

@@ -211,3 +211,25 @@ def test_options_run(hp):
             if hp.get("rw_rs") == "rs":
                 assert torch.equal(out.targets[1].y_b, aux.y)
     assert n_est == {"random": 0}.get(hp.get("guidance"), 6 if hp.get("estimate_every") == 2 else 8)
+
+
+def test_harness_gives_the_official_raw_mean_baseline(tmp_path):
+    """Through the harness the baseline is the mean raw first-`window` frames of the LT set."""
+    import numpy as np
+
+    from benchmark.data.lt import raw_mean_clip
+    from benchmark.data.synth import load_synth
+    from benchmark.runner import resolve_config
+    from benchmark.spec import RunSpec, load_run_data, normalise
+    from benchmark.train import Trainer
+
+    store = load_synth(tmp_path / "cache", num_classes=6, train_per_class=40, test_per_class=6, T=70)
+    spec = normalise(RunSpec(dataset=str(store), method="shap_mix", imbalance=10, n_max=40,
+                             profile="smoke", train={"epochs": 1, "max_steps_per_epoch": 1,
+                                                     "max_test_clips": 12, "window": 32}))
+    cfg = resolve_config(spec)
+    t = Trainer(spec, cfg, load_run_data(spec, cfg), torch.device("cpu"))
+    t.fit()
+    t.close()
+    want = raw_mean_clip(t.data.store, t.data.train_idx, 32)
+    assert np.allclose((t.method.base_sum / t.method.base_n).numpy(), want)

@@ -97,3 +97,18 @@ def load_lt(store: Store | str | os.PathLike, protocol: str | None = None, *,
     test_idx = store.indices(test_names, source=f"{protocol}_test")
     counts = np.bincount(store.labels[train_idx], minlength=C)
     return LTData(store, dataset, protocol, train_idx, test_idx, counts, info)
+
+
+def raw_mean_clip(store: Store, rows: np.ndarray, frames: int, chunk: int = 512) -> np.ndarray:
+    """Mean over ``rows`` of the stored clips' first ``frames`` frames, (C, frames, V, M).
+
+    Zero padding and absent persons are included, as in Shap-Mix's ``avg_motion`` (the mean of
+    the raw LT training tensors, then frames 0..63), its Shapley baseline. Read in sorted
+    chunks so memory stays bounded on NTU-sized stores.
+    """
+    rows = np.sort(np.asarray(rows))
+    frames = min(int(frames), store.data.shape[2])
+    acc = np.zeros((store.data.shape[1], frames, *store.data.shape[3:]), dtype=np.float64)
+    for start in range(0, len(rows), chunk):
+        acc += store.data[rows[start:start + chunk], :, :frames].sum(axis=0, dtype=np.float64)
+    return (acc / max(len(rows), 1)).astype(np.float32)
