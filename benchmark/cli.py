@@ -14,7 +14,7 @@ from .errors import BenchmarkError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import train_cli
+    from . import saliency, train_cli
     from .data import cli as data_cli
 
     p = argparse.ArgumentParser(prog="python -m benchmark",
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_cli.add_parser(sub)
     train_cli.add_parser(sub)
+    saliency.add_parser(sub)
     return p
 
 
