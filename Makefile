@@ -25,6 +25,7 @@ test-all:
 bench:
 	$(PYTHON) scripts/bench_ntu_prepare.py
 	$(PYTHON) scripts/bench_store_memory.py --n 4000
+	$(PYTHON) scripts/bench_steps.py --threads 2
 
 SYNTH_CACHE ?= datasets/cache
 
