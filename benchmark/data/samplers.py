@@ -15,6 +15,8 @@ global order, pads it by wrap-around to a multiple of ``world_size`` and takes e
 """
 from __future__ import annotations
 
+import abc
+
 import logging
 from typing import Iterator, Sequence
 
@@ -47,7 +49,7 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
-class IndexSampler:
+class IndexSampler(abc.ABC):
     """Base class: subclasses implement :meth:`global_order` (all ranks, one epoch)."""
 
     def __init__(self, labels: Sequence[int] | np.ndarray, seed: int = 0, rank: int = 0,
@@ -70,13 +72,13 @@ class IndexSampler:
             raise ValueError(f"epoch must be non-negative, got {epoch}")
         self.epoch = int(epoch)
 
+    @abc.abstractmethod
     def global_length(self) -> int:
         """Length of one epoch's global order (before padding for ranks)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def global_order(self, epoch: int) -> np.ndarray:
         """Positions visited in ``epoch`` across all ranks (int64)."""
-        raise NotImplementedError
 
     def epoch_rng(self, epoch: int) -> np.random.Generator:
         return _rng(self.seed, _EPOCH_ORDER, epoch)
