@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -35,3 +36,34 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
     assert "Traceback" not in proc.stderr, proc.stderr
     for n in needles:
         assert n in errors[0], (n, errors[0])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread in every test module: on a shared 2-core machine a second OpenMP
+    thread waiting for a busy core makes each op ~10x slower (measured), and the bitwise resume
+    checks need a fixed thread count. Training runs switch deterministic algorithms on, so both
+    settings are restored after each module."""
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(det)
+
+
+# spec_baselines.md §0, toy fixture F4: the reference batch of every loss check
+COUNTS = torch.tensor([100, 10, 1])
+Z = torch.tensor([[2.0, 0.5, -1.0], [1.0, 1.5, 0.2], [0.1, 0.3, 1.2], [0.5, -0.2, 0.3]])
+Y = torch.tensor([0, 1, 2, 0])
+Y_B = torch.tensor([2, 0, 1, 1])
+
+
+def f4_ctx(total_epochs=100, counts=COUNTS, batch_size=4):
+    """A Context for method unit tests (NTU layout, seeded generator)."""
+    from benchmark.data.skeleton import LAYOUTS
+    from benchmark.method import Context
+
+    return Context(num_classes=len(counts), class_counts=counts, total_epochs=total_epochs,
+                   iters_per_epoch=1, device=torch.device("cpu"), seed=0,
+                   layout=LAYOUTS["ntu25"], batch_size=batch_size,
+                   generator=torch.Generator().manual_seed(0))

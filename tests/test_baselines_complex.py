@@ -7,30 +7,13 @@ import pytest
 import torch
 
 from benchmark.backbones.ctrgcn import CTRGCN
-from benchmark.data.skeleton import LAYOUTS
-from benchmark.method import METHODS, Batch, Context, Out, Target, build_method
+from benchmark.method import METHODS, Batch, Out, Target, build_method
 
 # spec_baselines.md §0, toy fixture F4
-COUNTS = torch.tensor([100, 10, 1])
-Z = torch.tensor([[2.0, 0.5, -1.0], [1.0, 1.5, 0.2], [0.1, 0.3, 1.2], [0.5, -0.2, 0.3]])
-Y = torch.tensor([0, 1, 2, 0])
-Y_B = torch.tensor([2, 0, 1, 1])
+from conftest import COUNTS, Y, Y_B, Z, f4_ctx  # spec_baselines.md §0, toy fixture F4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the test machine's 2 cores are shared (as tests/test_ctrgcn.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def ctx(total_epochs=100, counts=COUNTS, batch_size=4):
-    return Context(num_classes=len(counts), class_counts=counts, total_epochs=total_epochs,
-                   iters_per_epoch=1, device=torch.device("cpu"), seed=0,
-                   layout=LAYOUTS["ntu25"], batch_size=batch_size,
-                   generator=torch.Generator().manual_seed(0))
+ctx = f4_ctx
 
 
 def tiny_ctrgcn():

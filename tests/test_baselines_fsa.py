@@ -16,15 +16,7 @@ from benchmark.method import METHODS, Batch, Context, build_method
 from methods.fsa import (ConfusionTable, confusing_classes, confusion_scores, fuse, fusion_mask,
                          grad_cam, group_labels, split_head_tail)
 
-COUNTS = torch.tensor([100, 10, 1])  # spec §0, toy fixture F4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from conftest import COUNTS  # spec §0, toy fixture F4
 
 
 def ctx(counts=COUNTS, total_epochs=10, batch_size=8):

@@ -9,40 +9,23 @@ import torch
 
 from benchmark.backbones.ctrgcn import CTRGCN
 from benchmark.data.samplers import build_sampler
-from benchmark.data.skeleton import LAYOUTS
 from benchmark.errors import BenchmarkError
 from benchmark.losses import (cb_weights, influence_weights, ldam_margins, power_weights,
                               torch_weighted_mean)
-from benchmark.method import METHODS, Batch, Context, Out, Target, build_method
+from benchmark.method import METHODS, Batch, Out, Target, build_method
 from methods._losses import sample_beta, switch_epoch, target_loss
 from methods.ldam import NormedLinear
 from methods.maxnorm import maxnorm_project_, maxnorm_threshold
 from methods.mixup import remix_label_weight
 
 # spec_baselines.md §0, toy fixture F4
-COUNTS = torch.tensor([100, 10, 1])
-Z = torch.tensor([[2.0, 0.5, -1.0], [1.0, 1.5, 0.2], [0.1, 0.3, 1.2], [0.5, -0.2, 0.3]])
-Y = torch.tensor([0, 1, 2, 0])
-Y_B = torch.tensor([2, 0, 1, 1])
+from conftest import COUNTS, Y, Y_B, Z, f4_ctx  # spec_baselines.md §0, toy fixture F4
 COS = torch.tensor([[0.8, 0.1, -0.3], [0.2, 0.4, 0.1], [0.0, 0.1, 0.3], [0.3, 0.2, 0.25]])
 H = torch.tensor([3.0, 1.5, 0.5, 2.0])
 NAMES = ["mixup", "remix_drw", "ros", "focal", "cb", "ldam_drw", "ib", "bs_maxnorm"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the test machine's 2 cores are shared (as tests/test_ctrgcn.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def ctx(total_epochs=100, counts=COUNTS, batch_size=4):
-    return Context(num_classes=len(counts), class_counts=counts, total_epochs=total_epochs,
-                   iters_per_epoch=1, device=torch.device("cpu"), seed=0,
-                   layout=LAYOUTS["ntu25"], batch_size=batch_size,
-                   generator=torch.Generator().manual_seed(0))
+ctx = f4_ctx
 
 
 def f4(name, epoch=None, z=Z, feat=None, lam=None, total_epochs=100, **overrides):

@@ -19,16 +19,6 @@ NTU = dict(num_class=60, num_point=25, num_person=2, graph="ntu")
 EPS = 1e-5  # BatchNorm eps
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second OpenMP thread waiting for a busy
-    core makes every op many times slower (the same fix as tests/test_train.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def ntu60():
     torch.manual_seed(0)

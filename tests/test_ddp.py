@@ -27,15 +27,6 @@ from benchmark.train import Trainer, local_batch, make_train_loader
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)  # see test_train.one_thread
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-
-
 def make_store(base: Path) -> Path:
     return load_synth(base / "synth-cache", num_classes=6, train_per_class=40, test_per_class=6, T=70)
 

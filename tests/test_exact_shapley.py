@@ -17,14 +17,6 @@ from methods.shapmix import COMBOS, ShapMix, coalition_probability, exact_combin
 NTU = get_layout("ntu25")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny_ctrgcn(C=4):
     torch.manual_seed(0)
     return CTRGCN(num_class=C, num_person=2, base_channel=16).eval()

@@ -8,10 +8,7 @@ from benchmark.method import METHODS, Batch, Context, Out, Target, build_method
 from benchmark.data.skeleton import LAYOUTS
 
 # spec_baselines.md §0, toy fixture F4
-COUNTS = torch.tensor([100, 10, 1])
-Z = torch.tensor([[2.0, 0.5, -1.0], [1.0, 1.5, 0.2], [0.1, 0.3, 1.2], [0.5, -0.2, 0.3]])
-Y = torch.tensor([0, 1, 2, 0])
-Y_B = torch.tensor([2, 0, 1, 1])
+from conftest import COUNTS, Y, Y_B, Z  # spec_baselines.md §0, toy fixture F4
 
 
 def ctx():

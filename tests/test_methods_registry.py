@@ -20,15 +20,6 @@ from benchmark.spec import RunSpec, load_run_data, normalise
 from benchmark.train import Trainer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return load_synth(tmp_path_factory.getbasetemp() / "synth-cache", num_classes=6,

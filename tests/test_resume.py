@@ -21,15 +21,6 @@ from benchmark.train import Trainer
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)  # both runs must use one thread count; 1 is robust on shared cores
-    yield
-    torch.set_num_threads(threads)  # runs switch deterministic algorithms on: undo both
-    torch.use_deterministic_algorithms(det)
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return load_synth(tmp_path_factory.getbasetemp() / "synth-cache", num_classes=6,

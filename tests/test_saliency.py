@@ -12,14 +12,6 @@ from methods.shapmix import COMBOS, combo_index
 from conftest import assert_one_line_error, run_cli
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _train(tmp, method):
     from benchmark.data.synth import load_synth
 

@@ -16,14 +16,6 @@ from methods.shapmix import (COMBOS, ShapMix, coalition_inputs, coalition_probab
 NTU = get_layout("ntu25")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _ctx(C=4, seed=0):
     g = torch.Generator()
     g.manual_seed(seed)

@@ -11,14 +11,6 @@ from methods.stmix import STMix, nearest_source_index, segment_bounds, st_mix_ap
 NTU = get_layout("ntu25")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _ctx(layout=NTU, C=4, seed=0):
     g = torch.Generator()
     g.manual_seed(seed)

@@ -31,17 +31,6 @@ def tiny_spec(store, method="ce", **kw):
     return RunSpec(dataset=str(store), method=method, imbalance=10, n_max=40, profile="smoke", **kw)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second OpenMP thread that has to wait
-    for a busy core makes every op ~10x slower (measured); results are also bitwise stable."""
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)  # runs switch deterministic algorithms on: undo both
-    torch.use_deterministic_algorithms(det)
-
-
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, one_thread):
     out = tmp_path_factory.mktemp("runs")

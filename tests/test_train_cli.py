@@ -10,15 +10,6 @@ from benchmark.data.synth import load_synth
 from conftest import assert_one_line_error, run_cli
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)  # see test_train.one_thread
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return load_synth(tmp_path_factory.getbasetemp() / "synth-cache", num_classes=6,
