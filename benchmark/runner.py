@@ -305,3 +305,16 @@ def resolve_device(device: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise BenchmarkError(f"--device must be cpu or cuda, got {device!r}")
     return dev
+
+
+def trainer_from_checkpoint(spec: RunSpec, cfg: TrainConfig, data: RunData, obj: dict[str, Any],
+                            device: torch.device) -> Any:
+    """A Trainer for ``spec`` holding a run checkpoint's model and method state (for ``eval``,
+    ``saliency`` and other post-hoc tools); the caller closes it."""
+    from .train import Trainer
+
+    trainer = Trainer(spec, cfg, data, device)
+    trainer.model.load_state_dict(obj["model"])
+    trainer.method.load_state_dict(obj["method"])
+    trainer.model.to(device)
+    return trainer

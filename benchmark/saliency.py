@@ -259,16 +259,13 @@ def _exact(spec: Any, cfg: Any, data: Any, obj: dict, classes: list[int], n_clip
     from .data.loader import BatchLoader
     from .seed import configure_determinism
     from .shapley import exact_shapley
-    from .train import Trainer
+    from .runner import trainer_from_checkpoint
 
     if n_clips < 1:
         raise BenchmarkError("--clips must be >= 1")
     configure_determinism(dev)
-    trainer = Trainer(spec, cfg, data, dev)
+    trainer = trainer_from_checkpoint(spec, cfg, data, obj, dev)
     try:
-        trainer.model.load_state_dict(obj["model"])
-        trainer.method.load_state_dict(obj["method"])
-        trainer.model.to(dev)
         m = trainer.method
         if getattr(m, "base_sum", None) is None or not getattr(m, "base_n", 0):
             raise BenchmarkError("the run's checkpoint holds no Shap-Mix baseline")

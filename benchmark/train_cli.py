@@ -115,7 +115,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     from . import metrics
     from .ckpt import is_ours, read_weights_only
-    from .runner import resolve_config, resolve_device
+    from .runner import resolve_config, resolve_device, trainer_from_checkpoint
     from .seed import configure_determinism
     from .spec import RunSpec, load_run_data
 
@@ -140,18 +140,17 @@ def _eval(args: argparse.Namespace) -> int:
         spec = build_spec(args, args.method or "ce", args.overrides, {"profile": "lt"})
     cfg = resolve_config(spec)
     data = load_run_data(spec, cfg, args.data_root)
-    from .train import Trainer
+    if ours:
+        trainer = trainer_from_checkpoint(spec, cfg, data, obj, dev)
+    else:
+        from .backbones.ctrgcn import load_checkpoint_file
+        from .train import Trainer
 
-    trainer = Trainer(spec, cfg, data, dev)
+        trainer = Trainer(spec, cfg, data, dev)
     try:
-        if ours:
-            trainer.model.load_state_dict(obj["model"])
-            trainer.method.load_state_dict(obj["method"])
-        else:
-            from .backbones.ctrgcn import load_checkpoint_file
-
+        if not ours:
             load_checkpoint_file(args.checkpoint, trainer.model)
-        trainer.model.to(dev)
+            trainer.model.to(dev)
         logits = trainer.evaluate()
     finally:
         trainer.close()

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ckpt import read_weights_only
 from ..errors import BenchmarkError, bad_file
 from . import BACKBONES
 from .graph import layout_name, spatial_graph
@@ -336,11 +337,7 @@ def load_checkpoint_file(path: str | os.PathLike, model: nn.Module) -> None:
     one under 'model' or 'state_dict'. Never unpickles arbitrary objects (weights_only)."""
     if not os.path.isfile(path):
         raise bad_file(path, "no such checkpoint file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types; report them as one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise bad_file(path, f"not a readable weights-only checkpoint ({first})") from None
+    obj = read_weights_only(path)
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), Mapping):
