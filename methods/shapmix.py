@@ -33,14 +33,39 @@ Options (each default = the official code):
   ``"index"``: the official proxy y_partner > y_i (pri = C - y; §7 item 11).
 - ``estimate_every`` (Table 13 Iter-1/2/5): estimate when batch_idx % n == 0 (epochs < 5
   always estimate, as official).
-- ``guidance="shapley"`` | ``"random"`` (Table 8: combination uniform over the 20, no
-  estimation). Grad-CAM guidance is not implemented.
+- ``guidance="shapley"`` | ``"gradcam"`` (Table 8, see below) | ``"random"`` (Table 8:
+  combination uniform over the 20, no estimation, no table).
 - ``rw_rs="rw"`` (re-weighting: the official script, the loss offset) | ``"rs"`` (re-sampling:
   the partners come from a class-balanced aux batch, ``Stage.aux_sampler="class_balanced"``;
   partner of clip i = aux clip i, the pairing draw is still made; our reading of
   ``Feeder_LT_nosample_hybrid``, the released script never wires it in; the loss offset is kept).
 - ``temperature`` 0.2, ``ema`` 0.9, ``naive_estimate_epoch`` / ``naive_mix_epoch`` 5, the
   ST-Mix options of ``STMix.HParams``.
+
+Grad-CAM guidance (Table 8; the official repo ships none, only an unused ``_generate_mask``
+call, so this design is ours, following spec_baselines §19):
+- Same schedule as the Shapley estimator (epochs < naive_mix_epoch or every ``estimate_every``
+  batch), same ``ema_decay`` rule, same ``ema_update``, per-iteration table averaging over
+  ranks from naive_mix_epoch, same guided mixing. No warm-up estimator (Grad-CAM needs no
+  coalitions) and no baseline clip.
+- Saliency on the un-mixed batch, eval-mode model (BN running stats used, not updated): the
+  last GCN block's map A = ``model.features(x)`` (N, M, K, T', V) (the model contract of
+  spec_baselines §21.1; CTR-GCN's l10 output (N*M, K, T', V) viewed per person) is computed
+  under no_grad, then ``methods.fsa.grad_cam`` takes d logit_y / dA through ``pool`` + ``head``
+  with ``autograd.grad`` w.r.t. the detached map only (one forward, one grad for the batch; no
+  parameter ``.grad``): alpha = mean over (T', V) per clip, person and channel, cam =
+  ReLU(sum_k alpha_k A_k). A backbone without ``features``/``pool``/``head`` is a
+  BenchmarkError. Joint saliency s (N, V) = cam summed over T' and over the persons PRESENT in
+  the input (a zero-padded second person's map only reflects biases, so it is left out).
+- Scale: s is normalised per clip to a distribution over joints (all-zero cam: all zeros) and a
+  combination's value is its share of the clip's saliency, f_k = sum_{v in k} s_v / sum_v s_v.
+  By efficiency, the Shapley values of a combination and of the remaining parts sum to
+  v(all) - v(empty) <= 1, which is close to 1 once the model fits its training clips, so f_k is
+  the Grad-CAM analogue of phi(T) on the same scale; then the Shapley path's normalisation,
+  w_k = 10 f_k / joints(k) (``update_value``: the mean normalised joint saliency x 10), keeps
+  the temperature 0.2 meaningful for both tables.
+- All 20 columns are updated at every estimation (Grad-CAM scores every combination at once;
+  the Shapley estimator samples one T per batch and so updates one column).
 
 Decisions:
 - Baseline (``baseline="raw_mean"``, official): the mean of the raw (untransformed) LT training
@@ -69,6 +94,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.method import Batch, Context, Stage, Target, register_method
 
 from ._losses import check_choice
+from .fsa import grad_cam
 from .stmix import STMix, _randint, draw_partner, paste, segment_bounds, st_mix_apply
 
 N_PARTS = 5
@@ -133,10 +159,12 @@ def ema_decay(epoch: int, ema: float = 0.9, naive_estimate_epoch: int = 5) -> fl
     return ema if epoch > naive_estimate_epoch else 0.0
 
 
-def ema_update(table: torch.Tensor, y: torch.Tensor, k: int, w: torch.Tensor, decay: float,
+def ema_update(table: torch.Tensor, y: torch.Tensor, k: int | slice, w: torch.Tensor, decay: float,
                mode: str = "per_sample") -> torch.Tensor:
-    """New table after the batch's EMA on column k. ``per_sample``: the official sequential
-    loop over the batch (closed form per class); ``per_class``: one step with the class mean."""
+    """New table after the batch's EMA on column k (w: (N,)) or on the columns ``k`` selects
+    (a slice; w: (N, K), every column updated independently). ``per_sample``: the official
+    sequential loop over the batch (closed form per class); ``per_class``: one step with the
+    class mean."""
     out = table.clone()
     y, w = y.cpu(), w.detach().to(table)
     for c in torch.unique(y).tolist():
@@ -144,10 +172,11 @@ def ema_update(table: torch.Tensor, y: torch.Tensor, k: int, w: torch.Tensor, de
         m = len(ws)
         old = out[c, k]
         if mode == "per_class":
-            out[c, k] = decay * old + (1 - decay) * ws.mean()
+            out[c, k] = decay * old + (1 - decay) * ws.mean(0)
         else:
             pw = decay ** torch.arange(m - 1, -1, -1, dtype=table.dtype, device=table.device)
-            out[c, k] = decay ** m * old + (1 - decay) * (pw * ws).sum()
+            pw = pw.view(-1, *[1] * (ws.dim() - 1))  # (m,) or (m, 1) against ws (m,) / (m, K)
+            out[c, k] = decay ** m * old + (1 - decay) * (pw * ws).sum(0)
     return out
 
 
@@ -191,6 +220,44 @@ def exact_combination_values(value_fn: Callable[[frozenset], torch.Tensor],
     return torch.stack(out)
 
 
+# ----------------------------------------------------------------------------- Grad-CAM guidance
+def check_gradcam_model(model) -> None:
+    """Grad-CAM needs the last block's map before pooling: the model contract
+    ``features`` -> (N, M, K, T', V), ``pool``, ``head``."""
+    if not all(callable(getattr(model, n, None)) for n in ("features", "pool", "head")):
+        raise BenchmarkError(f"shap_mix: guidance=gradcam needs a backbone with features()/pool()/"
+                             f"head() (the last GCN block's map), {type(model).__name__} has none")
+
+
+def gradcam_joint_saliency(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(N, V) Grad-CAM saliency of the true class per joint: eval mode, cam of the last map
+    (mean-convention alpha, unnormalised), summed over T' and the persons present in x."""
+    check_gradcam_model(model)
+    was = model.training
+    model.eval()  # BN running statistics read, never updated; no dropout
+    try:
+        with torch.no_grad():
+            a = model.features(x)
+        N, _, _, V, M = x.shape
+        if a.dim() != 5 or tuple(a.shape[:2]) != (N, M) or a.shape[-1] != V:
+            raise BenchmarkError(f"shap_mix: guidance=gradcam needs features() -> (N, M, K, T', V)"
+                                 f" = ({N}, {M}, K, T', {V}), got {tuple(a.shape)}")
+        cam = grad_cam(a, lambda f: model.head(model.pool(f)), y, normalize=False)  # (N, M, T', V)
+    finally:
+        model.train(was)
+    present = x.ne(0).flatten(1, 3).any(1).to(cam.dtype)  # (N, M): zero-padded persons out
+    return (cam * present[:, :, None, None]).float().sum(dim=(1, 2))
+
+
+def gradcam_combination_values(saliency: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(N, 20) share of each clip's joint saliency (N, V) held by each combination's joints
+    (masks (20, V)); 0 for a clip with no saliency at all."""
+    total = saliency.sum(1, keepdim=True)
+    tiny = torch.finfo(saliency.dtype).tiny
+    share = torch.where(total > 0, saliency / total.clamp_min(tiny), 0.0)
+    return share @ masks.to(share).t()
+
+
 # ----------------------------------------------------------------------------- the method
 @register_method("shap_mix")
 class ShapMix(STMix):
@@ -211,7 +278,7 @@ class ShapMix(STMix):
         estimate_every: int = 1          # Table 13 Iter-n (official hard-coded 1)
         ema_mode: str = "per_sample"     # official sequential loop; "per_class"
         minority: str = "counts"         # "index": official C - y proxy
-        guidance: str = "shapley"        # Table 8: "random"
+        guidance: str = "shapley"        # Table 8: "gradcam" | "random"
         rw_rs: str = "rw"                # Table 8: "rs" = class-balanced aux partners
         baseline: str = "raw_mean"       # official avg_motion; "batch_mean": epoch-0 batch mean
 
@@ -220,7 +287,7 @@ class ShapMix(STMix):
         hp = self.hp
         check_choice("shap_mix", "ema_mode", hp.ema_mode, ("per_sample", "per_class"))
         check_choice("shap_mix", "minority", hp.minority, ("counts", "index"))
-        check_choice("shap_mix", "guidance", hp.guidance, ("shapley", "random"))
+        check_choice("shap_mix", "guidance", hp.guidance, ("shapley", "gradcam", "random"))
         check_choice("shap_mix", "rw_rs", hp.rw_rs, ("rw", "rs"))
         check_choice("shap_mix", "baseline", hp.baseline, ("raw_mean", "batch_mean"))
         if hp.estimate_every < 1 or hp.temperature <= 0:
@@ -238,6 +305,8 @@ class ShapMix(STMix):
         return [Stage(aux_sampler="class_balanced")] if self.hp.rw_rs == "rs" else [Stage()]
 
     def on_epoch_start(self, epoch: int, model, ctx: Context) -> None:
+        if self.hp.guidance == "gradcam":
+            check_gradcam_model(model)  # fail before the first step, not mid-epoch
         self.epoch, self.batch_idx = epoch, 0
 
     # state -----------------------------------------------------------------------------
@@ -290,6 +359,15 @@ class ShapMix(STMix):
         self.table = ema_update(self.table, y, k, w.cpu(), d, hp.ema_mode)
         return {"T": T, "S": S, "k": k, "w": w}
 
+    def estimate_gradcam(self, model, x: torch.Tensor, y: torch.Tensor, ctx: Context) -> dict:
+        """Grad-CAM values of all 20 combinations per clip, EMA'd into every column."""
+        masks = combo_joint_masks(self.parts, x.shape[3])
+        f = gradcam_combination_values(gradcam_joint_saliency(model, x, y), masks.to(x.device))
+        w = update_value(f.cpu(), masks.sum(1).float())  # 10 share / joints(k), (N, 20)
+        d = ema_decay(self.epoch, self.hp.ema, self.hp.naive_estimate_epoch)
+        self.table = ema_update(self.table, y, slice(None), w, d, self.hp.ema_mode)
+        return {"w": w}
+
     # the step ---------------------------------------------------------------------------
     @torch.no_grad()
     def transform_batch(self, batch: Batch, model, ctx: Context) -> Batch:
@@ -298,9 +376,11 @@ class ShapMix(STMix):
         N, _, T, V, _ = x.shape
         meta: dict = {}
         if hp.guidance == "shapley":
-            base = self.baseline(x, ctx)
-            if self.epoch < hp.naive_mix_epoch or self.batch_idx % hp.estimate_every == 0:
-                meta["estimate"] = self.estimate(model, x, y, base, ctx)
+            base = self.baseline(x, ctx)  # every batch: the batch_mean baseline accumulates
+        if hp.guidance != "random" and (self.epoch < hp.naive_mix_epoch
+                                        or self.batch_idx % hp.estimate_every == 0):
+            meta["estimate"] = (self.estimate(model, x, y, base, ctx) if hp.guidance == "shapley"
+                                else self.estimate_gradcam(model, x, y, ctx))
         self.batch_idx += 1
         rs = hp.rw_rs == "rs"
         source = batch.aux.x if rs else None
@@ -313,7 +393,7 @@ class ShapMix(STMix):
                                                source=source)
             branch = d["branch"]
         else:
-            if hp.guidance == "shapley":
+            if hp.guidance != "random":
                 self.table = ctx.all_reduce_mean(self.table).float().cpu()
             x_mix, partner, lam, branch = self.guided_mix(x, y, y_src, source, ctx)
         partner = partner.to(y.device)
