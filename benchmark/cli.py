@@ -14,7 +14,7 @@ from .errors import BenchmarkError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import saliency, train_cli
+    from . import saliency, sweep_cli, train_cli
     from .data import cli as data_cli
 
     p = argparse.ArgumentParser(prog="python -m benchmark",
@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_cli.add_parser(sub)
     train_cli.add_parser(sub)
     saliency.add_parser(sub)
+    sweep_cli.add_parser(sub)
     return p
-
 
 
 

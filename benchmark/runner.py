@@ -122,8 +122,16 @@ def log_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
+def count_params(model: torch.nn.Module) -> dict[str, int]:
+    """Parameters of the trained model (a DDP wrapper's module): all, and those with grad."""
+    model = getattr(model, "module", model)
+    ps = list(model.parameters())
+    return {"total": sum(p.numel() for p in ps),
+            "trainable": sum(p.numel() for p in ps if p.requires_grad)}
+
+
 def final_report(spec: RunSpec, cfg: TrainConfig, data: RunData, logits: np.ndarray,
-                 history: list[dict[str, Any]]) -> dict[str, Any]:
+                 history: list[dict[str, Any]], params: dict[str, int] | None = None) -> dict[str, Any]:
     """final.json: last-epoch metrics (the reported number) + the labelled best-on-test epoch.
 
     Timing lives only under "timing" so that comparing two runs' results can drop one key.
@@ -135,7 +143,7 @@ def final_report(spec: RunSpec, cfg: TrainConfig, data: RunData, logits: np.ndar
         "run_id": spec.run_id, "spec": spec.to_dict(), "config": config_dict(cfg),
         "data": data.describe(), "units": "fraction in [0, 1]",
         "top1": m["top1"], "top5": m["top5"], "many": m["many"], "medium": m["medium"],
-        "few": m["few"],
+        "few": m["few"], "params": params,
         "per_class_accuracy": m["per_class_accuracy"],
         "class_counts": [int(c) for c in data.class_counts], "test_counts": m["test_counts"],
         "groups": {"rule": f"training clips: many > {metrics.MANY_THRESHOLD}, medium "
@@ -272,7 +280,7 @@ def _run_ranks(spec: RunSpec, cfg: TrainConfig, data: RunData, trainer: Any, run
     if dist.enabled:  # fit checked this after every epoch; the line records that it held
         log.info("DDP: the %d model replicas are identical (state sha256 %s)", dist.world_size,
                  dist.check_replicas(trainer.model, "at the end"))
-    final = final_report(spec, cfg, data, logits, trainer.history)
+    final = final_report(spec, cfg, data, logits, trainer.history, count_params(trainer.model))
     if dist.is_main:
         _io.save_npy(run_dir / "logits.npy", logits.astype(np.float16))
         _io.write_json(run_dir / "final.json", final)

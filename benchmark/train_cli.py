@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train one run (resumes an unfinished one, skips a done one)")
     _data_args(t)
     t.add_argument("--method", required=True, help="registered method (see `methods`)")
-    t.add_argument("--profile", default="lt", help="schedule profile: lt, balanced, cpu, smoke")
+    t.add_argument("--profile", default="lt", help="schedule profile: lt, balanced, cpu, quick, smoke")
     t.add_argument("--seed", type=int, default=0, help="init / data-order seed")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a method hyper-parameter or a TrainConfig field (repeatable)")

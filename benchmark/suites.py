@@ -1,0 +1,294 @@
+"""The paper's tables as suites: code that returns the run specs of each table's cells.
+
+A suite is a grid of cells (row x column); a cell is one ``RunSpec`` repeated over seeds. The
+same spec in two suites is one run (the id is a hash of the spec), so e.g. Table 1's CE run
+also fills Table 3's IF-100 column and Table 13's baseline row.
+
+Suites (``SUITES``; the paper's numbering):
+
+    table1   all methods at IF 100 (LT-NTU60 / LT-NTU120 xsub on ``ntu``)
+    table3   CE, Remix-DRW, GLMC, Balanced Softmax, Shap-Mix at IF 10 / 50 / 100
+    table7   ST-Mix spatial only / temporal only / both (balanced NTU60 xsub on ``ntu``)
+    table8   Shap-Mix guidance random / Grad-CAM / Shapley x re-sampling / re-weighting
+    table13  cost: parameters and training time of CE, GLMC, ST-Mix, Shap-Mix Iter-1/2/5
+    fig4     per-class accuracy vs class size (CE and Shap-Mix of Table 1)
+
+Each runs on a data profile (``DATA_PROFILES``): ``synth`` (embedded, the ``quick`` schedule),
+``ucla`` (real NW-UCLA-LT, IF 10 with n_max 100, the ``cpu`` schedule) or ``ntu`` (the
+paper's data, the ``lt`` schedule). Where the paper's setting is not available on a data
+profile (a second dataset, a balanced set) the suite says what it runs instead in its notes.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .config import make_config
+from .errors import BenchmarkError
+from .spec import RunSpec
+
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One dataset column: what data a run trains on."""
+
+    label: str
+    dataset: str
+    imbalance: float | None = None
+    n_max: int | None = None
+    profile: str | None = None  # None: the data profile's schedule
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    name: str
+    profile: str                       # schedule profile (benchmark.config.PROFILES)
+    main: tuple[Setting, ...]          # Table 1's columns
+    ladder: tuple[Setting, ...]        # Table 3's columns (IF 10 / 50 / 100)
+    ablation: Setting                  # Tables 8 and 13 (LT-NTU60 IF 100 in the paper)
+    balanced: Setting                  # Table 7 (balanced NTU60 xsub in the paper)
+    published: bool = False            # the paper's numbers are comparable (same data)
+    note: str = ""
+
+
+DATA_PROFILES: dict[str, DataProfile] = {
+    "synth": DataProfile(
+        "synth", "quick",
+        main=(Setting("Synth-LT", "synth", 100.0),),
+        ladder=tuple(Setting(f"IF {f}", "synth", float(f)) for f in (10, 50, 100)),
+        ablation=Setting("Synth-LT", "synth", 100.0),
+        balanced=Setting("Synth-LT", "synth", 100.0),
+        note="embedded synthetic set (60 classes, n_max 200); Table 7 runs on the LT split "
+             "(the paper's balanced set would cost 4.6x on CPU)"),
+    "ucla": DataProfile(
+        "ucla", "cpu",
+        main=(Setting("NW-UCLA-LT", "ucla", 10.0, 100),),
+        ladder=tuple(Setting(f"IF {f}", "ucla", float(f), 100) for f in (10, 50, 100)),
+        ablation=Setting("NW-UCLA-LT", "ucla", 10.0, 100),
+        balanced=Setting("NW-UCLA", "ucla", None),
+        note="real NW-UCLA (10 classes), long-tailed with n_max 100"),
+    "ntu": DataProfile(
+        "ntu", "lt",
+        main=(Setting("LT-NTU60", "ntu60-xsub", 100.0), Setting("LT-NTU120", "ntu120-xsub", 100.0)),
+        ladder=tuple(Setting(f"IF {f}", "ntu120-xsub", float(f)) for f in (10, 50, 100)),
+        ablation=Setting("LT-NTU60", "ntu60-xsub", 100.0),
+        balanced=Setting("NTU60 xsub", "ntu60-xsub", None, profile="balanced"),
+        published=True,
+        note="the paper's setting (CTR-GCN joint stream, xsub)"),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    method: str
+    hparams: tuple[tuple[str, Any], ...] = ()
+    in_paper: bool = True
+
+
+@dataclass(frozen=True)
+class Cell:
+    row: str
+    col: str
+    spec: RunSpec                      # seed 0; the suite's seeds replace it
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    title: str
+    kind: str                          # "accuracy" | "cost" | "figure"
+    rows: tuple[str, ...]
+    cols: tuple[str, ...]
+    metrics: tuple[str, ...]           # per column: top1 / many / medium / few / params / hours
+    cells: tuple[Cell, ...]
+    seeds: tuple[int, ...]
+    data: str
+    notes: tuple[str, ...] = ()
+    published: dict[tuple[str, str], tuple[float | None, ...]] = field(default_factory=dict)
+
+    def runs(self) -> list[RunSpec]:
+        return [dataclasses.replace(c.spec, seed=s) for c in self.cells for s in self.seeds]
+
+
+# --- rows ------------------------------------------------------------------------------
+TABLE1_ROWS = (
+    Row("Cross-Entropy", "ce"), Row("Mixup", "mixup"), Row("Remix-DRW", "remix_drw"),
+    Row("FSA", "fsa"), Row("GLMC", "glmc"), Row("BRL", "brl"), Row("ROS", "ros"),
+    Row("Focal", "focal"), Row("CB loss", "cb"), Row("LDAM-DRW", "ldam_drw"),
+    Row("Balanced Softmax", "balanced_softmax"), Row("IB loss", "ib"),
+    Row("BS + MaxNorm", "bs_maxnorm"), Row("PaCo", "paco"), Row("BCL", "bcl"),
+    Row("RIDE (3 experts)", "ride"), Row("Logit Adjustment", "logit_adjust", in_paper=False),
+    Row("ST-Mix", "st_mix", in_paper=False), Row("Shap-Mix", "shap_mix"),
+)
+TABLE3_ROWS = (Row("Cross-Entropy", "ce"), Row("Remix-DRW", "remix_drw"), Row("GLMC", "glmc"),
+               Row("Balanced Softmax", "balanced_softmax"), Row("Shap-Mix", "shap_mix"))
+TABLE7_ROWS = (Row("Spatial only", "st_mix", (("temporal", False),)),
+               Row("Temporal only", "st_mix", (("spatial", False),)),
+               Row("Spatial + temporal", "st_mix"))
+TABLE8_ROWS = ("Random", "Grad-CAM", "Shapley")
+TABLE8_COLS = ("RS", "RW")
+TABLE13_ROWS = (Row("Baseline (CE)", "ce"), Row("GLMC", "glmc"),
+                Row("ST-Mix", "shap_mix", (("guidance", "random"),)),
+                Row("Shap-Mix Iter-1", "shap_mix"),
+                Row("Shap-Mix Iter-2", "shap_mix", (("estimate_every", 2),)),
+                Row("Shap-Mix Iter-5", "shap_mix", (("estimate_every", 5),)))
+
+# --- the paper's numbers (spec_shapmix_ctrgcn.md §9), for the ``ntu`` profile only -------
+PAPER_TABLE1 = {  # overall / many / medium / few
+    "Cross-Entropy": ((74.4, 86.4, 69.5, 63.8), (64.2, 83.6, 64.9, 54.7)),
+    "Mixup": ((75.9, 86.3, 71.7, 66.5), (66.9, 85.6, 65.6, 55.5)),
+    "Remix-DRW": ((78.7, 86.6, 74.8, 72.7), (69.3, 83.5, 67.2, 62.6)),
+    "FSA": ((76.8, 85.4, 73.3, 68.8), (66.7, 82.4, 66.8, 59.4)),
+    "GLMC": ((78.8, 78.6, 81.3, 76.0), (71.5, 79.5, 70.5, 69.2)),
+    "BRL": ((76.9, 85.2, 73.1, 70.0), (66.3, 84.2, 65.0, 59.9)),
+    "ROS": ((74.8, 86.1, 68.1, 57.9), (61.0, 81.3, 62.3, 50.7)),
+    "Focal": ((77.6, 83.1, 75.9, 72.0), (69.4, 81.7, 66.7, 65.2)),
+    "CB loss": ((72.4, 78.4, 71.2, 65.3), (63.2, 76.0, 65.0, 56.1)),
+    "LDAM-DRW": ((76.4, 83.7, 73.4, 69.9), (66.8, 80.9, 65.8, 61.2)),
+    "Balanced Softmax": ((77.6, 83.8, 73.9, 73.3), (69.6, 81.4, 67.8, 66.7)),
+    "IB loss": ((76.0, 84.0, 74.4, 66.5), (67.8, 81.2, 67.6, 62.4)),
+    "BS + MaxNorm": ((77.5, 81.2, 75.9, 74.1), (70.3, 80.0, 68.2, 68.8)),
+    "PaCo": ((76.6, 82.0, 76.4, 69.1), (67.9, 82.2, 66.2, 63.8)),
+    "BCL": ((77.3, 84.4, 74.1, 71.5), (66.9, 82.3, 64.5, 62.8)),
+    "RIDE (3 experts)": ((76.6, 86.7, 71.9, 68.4), (65.2, 85.4, 66.7, 53.8)),
+    "Shap-Mix": ((80.8, 86.8, 78.4, 75.6), (73.0, 84.8, 71.3, 69.7)),
+}
+PAPER_TABLE3 = {"Cross-Entropy": (79.6, 70.1, 64.2), "Remix-DRW": (81.6, 74.4, 69.3),
+                "GLMC": (82.0, 75.9, 71.5), "Balanced Softmax": (80.7, 74.2, 69.6),
+                "Shap-Mix": (83.0, 76.8, 73.0)}
+PAPER_TABLE7 = {"Spatial only": 91.1, "Temporal only": 90.1, "Spatial + temporal": 91.6}
+PAPER_TABLE8 = {("Random", "RS"): 76.3, ("Random", "RW"): 80.0, ("Grad-CAM", "RS"): 76.4,
+                ("Grad-CAM", "RW"): 79.0, ("Shapley", "RS"): 77.9, ("Shapley", "RW"): 80.8}
+PAPER_TABLE13 = {  # params (M), training hours on one RTX 4090, overall
+    "Baseline (CE)": (1.46, 2.85, 74.4), "GLMC": (1.51, 5.93, 78.8), "ST-Mix": (None, 5.67, 79.9),
+    "Shap-Mix Iter-1": (None, 9.43, 80.8), "Shap-Mix Iter-2": (None, 8.11, 80.6),
+    "Shap-Mix Iter-5": (None, 6.03, 80.7)}
+
+
+# --- building specs ----------------------------------------------------------------------
+def schedule_hparams(method: str, profile: str) -> dict[str, Any]:
+    """Method settings that follow the schedule's length instead of the 100-epoch default.
+
+    Shap-Mix's warm-up (naive estimator and random mixing) is 5 epochs of the official 100;
+    on a shorter schedule it keeps that share, at least one epoch. (The other baselines'
+    switch epochs are already fractions of the schedule; see methods/_losses.switch_epoch.)
+    """
+    if method != "shap_mix":
+        return {}
+    epochs = make_config(profile).epochs
+    warm = max(1, round(0.05 * epochs))
+    return {} if warm == 5 else {"naive_estimate_epoch": warm, "naive_mix_epoch": warm}
+
+
+def make_spec(setting: Setting, row: Row, dp: DataProfile, profile: str | None) -> RunSpec:
+    prof = profile or setting.profile or dp.profile
+    hp = {**schedule_hparams(row.method, prof), **dict(row.hparams)}
+    return RunSpec(dataset=setting.dataset, method=row.method, imbalance=setting.imbalance,
+                   n_max=setting.n_max, hparams=hp, seed=0, profile=prof)
+
+
+def _grid(rows: tuple[Row, ...], settings: tuple[Setting, ...], dp: DataProfile,
+          profile: str | None) -> tuple[Cell, ...]:
+    return tuple(Cell(r.label, s.label, make_spec(s, r, dp, profile)) for r in rows for s in settings)
+
+
+def table1(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    pub = {}
+    if dp.published:
+        for label, per_col in PAPER_TABLE1.items():
+            for s, nums in zip(dp.main, per_col):
+                pub[(label, s.label)] = nums
+    return Suite("table1", "Table 1: long-tailed methods at the main setting", "accuracy",
+                 tuple(r.label for r in TABLE1_ROWS), tuple(s.label for s in dp.main),
+                 ("top1", "many", "medium", "few"), _grid(TABLE1_ROWS, dp.main, dp, profile),
+                 seeds, dp.name, ("Logit Adjustment and ST-Mix are not in the paper's Table 1.",),
+                 pub)
+
+
+def table3(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    pub = ({(r, s.label): v for r, vals in PAPER_TABLE3.items() for s, v in zip(dp.ladder, vals)}
+           if dp.published else {})
+    return Suite("table3", "Table 3: accuracy across imbalance factors", "accuracy",
+                 tuple(r.label for r in TABLE3_ROWS), tuple(s.label for s in dp.ladder), ("top1",),
+                 _grid(TABLE3_ROWS, dp.ladder, dp, profile), seeds, dp.name, (), pub)
+
+
+def table7(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    pub = {(r, dp.balanced.label): v for r, v in PAPER_TABLE7.items()} if dp.published else {}
+    notes = () if dp.balanced.imbalance is None else (
+        f"Runs on {dp.balanced.label} (the paper: balanced NTU60 xsub).",)
+    return Suite("table7", "Table 7: ST-Mix spatial / temporal ablation", "accuracy",
+                 tuple(r.label for r in TABLE7_ROWS), (dp.balanced.label,),
+                 ("top1", "many", "medium", "few"),
+                 _grid(TABLE7_ROWS, (dp.balanced,), dp, profile), seeds, dp.name, notes, pub)
+
+
+def table8(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    cells = []
+    for g_label, guidance in zip(TABLE8_ROWS, ("random", "gradcam", "shapley")):
+        for c_label, mode in zip(TABLE8_COLS, ("rs", "rw")):
+            row = Row(g_label, "shap_mix", (("guidance", guidance), ("rw_rs", mode)))
+            cells.append(Cell(g_label, c_label, make_spec(dp.ablation, row, dp, profile)))
+    return Suite("table8", f"Table 8: mixing guidance x re-sampling / re-weighting "
+                 f"({dp.ablation.label})", "accuracy", TABLE8_ROWS, TABLE8_COLS, ("top1",),
+                 tuple(cells), seeds, dp.name, (), dict(PAPER_TABLE8) if dp.published else {})
+
+
+def table13(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    pub = ({(r, "cost"): v for r, v in PAPER_TABLE13.items()} if dp.published else {})
+    return Suite("table13", f"Table 13: complexity ({dp.ablation.label})", "cost",
+                 tuple(r.label for r in TABLE13_ROWS), ("cost",), ("params", "hours", "top1"),
+                 _grid(TABLE13_ROWS, (dp.ablation,), dp, profile), seeds, dp.name,
+                 ("ST-Mix = Shap-Mix with random guidance (the same pipeline and loss).",
+                  "Training time: the sum of epoch times (training + evaluation) on this "
+                  "machine; the paper's is on one RTX 4090."), pub)
+
+
+def fig4(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    rows = (TABLE1_ROWS[0], TABLE1_ROWS[10], TABLE1_ROWS[-1])  # CE, Balanced Softmax, Shap-Mix
+    return Suite("fig4", "Figure 4: per-class accuracy vs training-set size", "figure",
+                 tuple(r.label for r in rows), (dp.main[0].label,), ("top1",),
+                 _grid(rows, dp.main[:1], dp, profile), seeds, dp.name)
+
+
+SUITES: dict[str, Callable[[DataProfile, tuple[int, ...], str | None], Suite]] = {
+    "table1": table1, "table3": table3, "table7": table7, "table8": table8,
+    "table13": table13, "fig4": fig4,
+}
+
+
+def get_suites(names: str | list[str] = "all", data: str = "synth",
+               seeds: tuple[int, ...] | None = None, profile: str | None = None) -> list[Suite]:
+    """The suites ``names`` ("all", a comma list or a list) on data profile ``data``.
+
+    ``profile`` replaces every run's schedule profile (e.g. ``smoke``); ``seeds`` defaults to
+    three (0, 1, 2).
+    """
+    if data not in DATA_PROFILES:
+        raise BenchmarkError(f"unknown data profile {data!r} (known: {', '.join(DATA_PROFILES)})")
+    wanted = list(SUITES) if names == "all" else (
+        [n.strip() for n in names.split(",") if n.strip()] if isinstance(names, str) else list(names))
+    unknown = [n for n in wanted if n not in SUITES]
+    if unknown or not wanted:
+        raise BenchmarkError(f"unknown suite(s) {', '.join(unknown) or '(none given)'} "
+                             f"(known: all, {', '.join(SUITES)})")
+    if profile is not None:
+        make_config(profile)  # fails on an unknown profile
+    seeds = tuple(DEFAULT_SEEDS if seeds is None else seeds)
+    if not seeds or any(s < 0 for s in seeds):
+        raise BenchmarkError(f"seeds must be a non-empty list of integers >= 0, got {seeds}")
+    dp = DATA_PROFILES[data]
+    return [SUITES[n](dp, seeds, profile) for n in wanted]
+
+
+def unique_runs(suites: list[Suite]) -> list[RunSpec]:
+    """Every run of ``suites`` once, in suite order (a spec shared by two suites runs once)."""
+    seen: dict[str, RunSpec] = {}
+    for suite in suites:
+        for spec in suite.runs():
+            seen.setdefault(spec.run_id, spec)
+    return list(seen.values())

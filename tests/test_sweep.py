@@ -1,0 +1,168 @@
+"""Suites (the paper's tables as run specs) and the resumable sweep runner."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import methods  # noqa: F401  (registers every method)
+from benchmark.data.synth import load_synth
+from benchmark.errors import BenchmarkError
+from benchmark.method import METHODS
+from benchmark.runner import run_lock
+from benchmark.spec import RunSpec, normalise
+from benchmark.suites import DATA_PROFILES, get_suites, schedule_hparams, unique_runs
+from benchmark.sweep import parse_shard, run_local, shard, state_of, statuses
+
+from conftest import REPO, assert_one_line_error, run_cli
+
+
+# ------------------------------------------------------------------------------ suites
+def test_table1_covers_every_registered_method():
+    (t1,) = get_suites("table1", "synth", seeds=(0,))
+    assert {c.spec.method for c in t1.cells} == set(METHODS.names())
+    assert len(t1.rows) == len(METHODS.names()) == 19
+
+
+@pytest.mark.parametrize("data", list(DATA_PROFILES))
+def test_every_spec_normalises_and_shared_cells_are_one_run(data):
+    suites = get_suites("all", data, seeds=(0, 1, 2))
+    runs = [normalise(s) for s in unique_runs(suites)]
+    assert len({r.run_id for r in runs}) == len(runs)
+    ids = {s.name: {normalise(c.spec).run_id for c in s.cells} for s in suites}
+    # Table 3's IF-100 CE / Shap-Mix, Table 8's Shapley-RW and Fig. 4 reuse Table 1's runs
+    by_name = {s.name: s for s in suites}
+    t1_ce = {normalise(c.spec).run_id for c in by_name["table1"].cells if c.row == "Cross-Entropy"}
+    t3_ce = {normalise(c.spec).run_id for c in by_name["table3"].cells if c.row == "Cross-Entropy"}
+    assert len(t1_ce & t3_ce) == 1  # the ladder's step at Table 1's setting (IF 100; UCLA IF 10)
+    assert ids["fig4"] <= ids["table1"]
+    shapley_rw = [c for c in by_name["table8"].cells if (c.row, c.col) == ("Shapley", "RW")][0]
+    assert normalise(shapley_rw.spec).hparams.get("guidance") == "shapley"
+    # three seeds per cell
+    assert len(runs) == 3 * len({(r.method, json.dumps(r.hparams, sort_keys=True), r.dataset,
+                                  r.imbalance, r.profile) for r in runs})
+
+
+def test_published_numbers_only_where_the_setting_matches():
+    ntu = {s.name: s for s in get_suites("all", "ntu")}
+    synth = {s.name: s for s in get_suites("all", "synth")}
+    assert ntu["table1"].published[("Shap-Mix", "LT-NTU60")] == (80.8, 86.8, 78.4, 75.6)
+    assert ntu["table3"].published[("GLMC", "IF 50")] == 75.9
+    assert all(not s.published for s in synth.values())
+
+
+def test_schedule_hparams_keep_shapmix_warmup_share():
+    assert schedule_hparams("shap_mix", "lt") == {}  # 5 of 100 epochs: the official default
+    assert schedule_hparams("shap_mix", "quick") == {"naive_estimate_epoch": 1, "naive_mix_epoch": 1}
+    assert schedule_hparams("shap_mix", "cpu") == {"naive_estimate_epoch": 1, "naive_mix_epoch": 1}
+    assert schedule_hparams("ce", "quick") == {}
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"names": "table99"}, "unknown suite"), ({"data": "kinetics"}, "unknown data profile"),
+    ({"profile": "fast"}, "unknown profile"), ({"seeds": ()}, "seeds")])
+def test_bad_selection_is_one_error(kwargs, needle):
+    with pytest.raises(BenchmarkError, match=needle):
+        get_suites(**{"names": "all", "data": "synth", **kwargs})
+
+
+def test_shards_are_disjoint_and_cover():
+    runs = [normalise(s) for s in unique_runs(get_suites("all", "synth", seeds=(0, 1)))]
+    parts = [shard(runs, i, 3) for i in (1, 2, 3)]
+    ids = [r.run_id for p in parts for r in p]
+    assert sorted(ids) == sorted(r.run_id for r in runs) and all(parts)
+    assert parse_shard("2/3") == (2, 3) and parse_shard(None) == (1, 1)
+    for bad in ("0/3", "4/3", "a/b", "3"):
+        with pytest.raises(BenchmarkError, match="shard"):
+            parse_shard(bad)
+
+
+# ------------------------------------------------------------------------------ sweep
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return load_synth(tmp_path_factory.getbasetemp() / "synth-cache", num_classes=6,
+                      train_per_class=40, test_per_class=6, T=40)
+
+
+def _specs(store, methods_=("ce", "balanced_softmax"), **hp):
+    return [normalise(RunSpec(dataset=str(store), method=m, imbalance=10, n_max=40, profile="smoke",
+                              hparams=dict(hp) if m == "shap_mix" else {}, train={"epochs": 2}))
+            for m in methods_]
+
+
+def test_states_follow_the_folder(store, tmp_path):
+    (spec,) = _specs(store, ("ce",))
+    assert state_of(spec, tmp_path).state == "missing"
+    d = tmp_path / spec.run_id
+    d.mkdir()
+    assert state_of(spec, tmp_path).state == "unfinished"
+    with run_lock(d):
+        assert state_of(spec, tmp_path).state == "running"
+    (d / "done").write_text("x")
+    assert state_of(spec, tmp_path).state == "done"
+
+
+def test_sweep_runs_missing_skips_done_and_records_failures(store, tmp_path):
+    good = _specs(store)
+    bad = normalise(RunSpec(dataset=str(store), method="shap_mix", imbalance=10, n_max=40,
+                            profile="smoke", hparams={"guidance": "bogus"}))
+    counts = run_local(good + [bad], tmp_path, workers=2, threads=1)
+    assert counts == {"done before": 0, "running elsewhere": 0, "finished": 2, "failed": 1}
+    st = {s.spec.run_id: s for s in statuses(good + [bad], tmp_path)}
+    assert all(st[s.run_id].state == "done" for s in good)
+    assert st[bad.run_id].state == "failed" and "guidance" in st[bad.run_id].detail
+    mtimes = {s.run_id: (tmp_path / s.run_id / "final.json").stat().st_mtime_ns for s in good}
+    again = run_local(good, tmp_path, workers=2, threads=1)
+    assert again["done before"] == 2 and again["finished"] == 0
+    assert mtimes == {s.run_id: (tmp_path / s.run_id / "final.json").stat().st_mtime_ns for s in good}
+
+
+def _cli_sweep(store, out, *extra):
+    # a sweep over a tiny store: `sweep run` of the smoke suite would need the full synth
+    # data; this drives run_local through a small script instead, as the CLI does
+    code = ("import sys, logging; logging.basicConfig(level=logging.INFO, format='%(message)s');"
+            "import methods; from benchmark.spec import RunSpec, normalise;"
+            "from benchmark.sweep import run_local;"
+            f"specs=[normalise(RunSpec(dataset={str(store)!r}, method=m, imbalance=10, n_max=40,"
+            "profile='smoke', train={'epochs': 3})) for m in ('ce', 'focal')];"
+            f"run_local(specs, {str(out)!r}, workers=1, threads=1)")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_killed_sweep_resumes_without_loss_or_duplicates(store, tmp_path):
+    specs = [normalise(RunSpec(dataset=str(store), method=m, imbalance=10, n_max=40,
+                               profile="smoke", train={"epochs": 3})) for m in ("ce", "focal")]
+    proc = _cli_sweep(store, tmp_path)
+    first = tmp_path / specs[0].run_id / "last.pt"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)  # the sweep dies; its worker must die with it
+    proc.wait()
+    assert first.exists() and not (tmp_path / specs[0].run_id / "done").exists()
+    deadline = time.monotonic() + 30
+    while state_of(specs[0], tmp_path).state == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert state_of(specs[0], tmp_path).state == "unfinished", "the worker outlived the sweep"
+    counts = run_local(specs, tmp_path, workers=1, threads=1)
+    assert counts["finished"] == 2 and counts["failed"] == 0
+    for s in specs:
+        lines = (tmp_path / s.run_id / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["global_epoch"] for x in lines] == [0, 1, 2]
+    assert "resuming run" in (tmp_path / specs[0].run_id / "log.txt").read_text()
+
+
+def test_cli_status_and_list(tmp_path):
+    p = run_cli("sweep", "list", "--data", "synth", "--suite", "table7", "--seeds", "0,1")
+    assert p.returncode == 0 and "6 run(s) in table7" in p.stdout
+    p = run_cli("sweep", "status", "--data", "synth", "--suite", "table7", "--seeds", "0",
+                "--out", str(tmp_path))
+    assert p.returncode == 0 and "3 run(s): 0 done, 0 running, 0 unfinished, 0 failed, 3 missing" in p.stdout
+    assert_one_line_error(run_cli("sweep", "run", "--data", "synth", "--suite", "tabel1"),
+                          "unknown suite", "tabel1")
+    assert_one_line_error(run_cli("sweep", "run", "--shard", "5/4"), "shard")
+    assert not (tmp_path / "_sweep").exists()
