@@ -3,14 +3,17 @@ PYTHON ?= python
 DATA ?= synth
 PROFILE ?= default
 
-.PHONY: help setup test test-all bench benchmark clean
+.PHONY: help setup test test-all bench benchmark report status clean
 
 help:
 	@echo "make setup      install the requirements (CPU torch if no torch is installed)"
 	@echo "make test       run the test suite (what CI runs)"
 	@echo "make test-all   also the slow tests"
 	@echo "make bench      data-layer speed and memory benchmarks"
-	@echo "make benchmark  run the benchmark suites (DATA=synth|ucla|ntu)"
+	@echo "make benchmark  run every paper table's suite, then the report (DATA=synth|ucla|ntu,"
+	@echo "                PROFILE=smoke for a 5-minute check, SEEDS=0,1,2, WORKERS=2)"
+	@echo "make report     tables and figures from the stored runs (no training)"
+	@echo "make status     done / running / unfinished / failed / missing runs"
 
 setup:
 	$(PYTHON) scripts/install_torch.py
@@ -27,14 +30,25 @@ bench:
 	$(PYTHON) scripts/bench_store_memory.py --n 4000
 	$(PYTHON) scripts/bench_steps.py --threads 2
 
-SYNTH_CACHE ?= datasets/cache
+# The suites of every paper table (benchmark/suites.py), resumable: a rerun only runs what is
+# missing and resumes what is unfinished. DATA=synth (default, embedded, no download) | ucla | ntu.
+WORKERS ?= 2
+DEVICE ?= cpu
+RUNS ?= results/runs
+SEEDS ?=
+NTU_ROOT ?=
+SWEEP_ARGS = --data $(DATA) --out $(RUNS) $(if $(filter-out default,$(PROFILE)),--profile $(PROFILE)) \
+	$(if $(SEEDS),--seeds $(SEEDS)) $(if $(NTU_ROOT),--data-root $(NTU_ROOT))
 
 benchmark:
-	@echo "DATA=$(DATA): the training harness and suites arrive with issues 3-6; for now this"
-	@echo "prepares the embedded synthetic dataset (cached in $(SYNTH_CACHE)) and summarises it."
-	@echo "For NTU, prepare it first:  python -m benchmark data prepare ntu60 --raw RAW --out datasets/ntu60"
-	@echo "then:                       make benchmark DATA=ntu NTU_ROOT=datasets/ntu60"
-	$(PYTHON) scripts/prepare_default_data.py --data $(DATA) --cache $(SYNTH_CACHE) $(if $(NTU_ROOT),--ntu-root $(NTU_ROOT))
+	$(PYTHON) -m benchmark sweep run $(SWEEP_ARGS) --workers $(WORKERS) --device $(DEVICE)
+	$(PYTHON) -m benchmark report $(SWEEP_ARGS)
+
+report:
+	$(PYTHON) -m benchmark report $(SWEEP_ARGS)
+
+status:
+	$(PYTHON) -m benchmark sweep status $(SWEEP_ARGS)
 
 clean:
 	rm -rf .pytest_cache
