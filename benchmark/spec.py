@@ -97,15 +97,19 @@ def canonical_json(spec: RunSpec) -> str:
 
 def normalise(spec: RunSpec) -> RunSpec:
     """Type-check the overrides against the method's HParams and the TrainConfig and store
-    the checked values (``base_lr=1`` -> 1.0, ``milestones=[3]`` -> (3,)), so that two ways of
-    writing one setting give one run id. Unknown methods / keys raise BenchmarkError."""
+    the checked values (``base_lr=1`` -> 1.0, ``milestones=[3]`` -> (3,)) of those that differ
+    from the method's / profile's defaults, so that two ways of writing one setting give one
+    run id. Unknown methods / keys raise BenchmarkError."""
     from .config import make_config
     from .method import build_method
 
     method = build_method(spec.method, spec.hparams)
-    hp = {k: getattr(method.hp, k) for k in spec.hparams}
-    cfg = make_config(spec.profile, spec.train)
-    train = {k: getattr(cfg, k) for k in spec.train}
+    defaults = build_method(spec.method, {}).hp
+    # an override equal to the default is no override: `--set guidance=shapley` is the same run
+    hp = {k: getattr(method.hp, k) for k in spec.hparams if getattr(method.hp, k) != getattr(defaults, k)}
+    cfg, base = make_config(spec.profile, spec.train), make_config(spec.profile)
+    train = {k: getattr(cfg, k) for k in spec.train
+             if k == "backbone" or getattr(cfg, k) != getattr(base, k)}
     if "backbone" in train:  # one place for the backbone: the spec field
         if spec.backbone not in ("ctrgcn", train["backbone"]):
             raise BenchmarkError(f"backbone given twice: {spec.backbone!r} and --set backbone={train['backbone']!r}")

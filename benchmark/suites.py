@@ -289,9 +289,14 @@ def get_suites(names: str | list[str] = "all", data: str = "synth",
 
 
 def unique_runs(suites: list[Suite]) -> list[RunSpec]:
-    """Every run of ``suites`` once, in suite order (a spec shared by two suites runs once)."""
+    """Every run of ``suites`` once, normalised, in suite order (a spec shared by two suites,
+    or written two ways, e.g. with an option at its default, runs once). The methods must be
+    registered (``import methods``)."""
+    from .spec import normalise
+
     seen: dict[str, RunSpec] = {}
     for suite in suites:
         for spec in suite.runs():
+            spec = normalise(spec)
             seen.setdefault(spec.run_id, spec)
     return list(seen.values())

@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="synth", help="data profile: synth | ucla | ntu")
     p.add_argument("--suite", default="all", help="all, or a comma list of table1,table3,...")
-    p.add_argument("--seeds", default=None, help="comma list (default 0,1,2)")
+    p.add_argument("--seeds", default=None, help="comma list (default: the data profile's; 0 on synth, 0,1,2 otherwise)")
     p.add_argument("--profile", default=None,
                    help="schedule profile for every run (default: the data profile's)")
     p.add_argument("--shard", default=None, help="i/n: run the i-th of n disjoint parts")
@@ -77,9 +77,7 @@ def selection(args: argparse.Namespace):
         except ValueError:
             raise BenchmarkError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
     suites = get_suites(args.suite, args.data, seeds, args.profile)
-    from .spec import normalise
-
-    runs = [normalise(s) for s in unique_runs(suites)]
+    runs = unique_runs(suites)
     i, n = parse_shard(getattr(args, "shard", None))
     return suites, shard(runs, i, n)
 

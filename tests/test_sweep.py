@@ -40,7 +40,10 @@ def test_every_spec_normalises_and_shared_cells_are_one_run(data):
     assert len(t1_ce & t3_ce) == 1  # the ladder's step at Table 1's setting (IF 100; UCLA IF 10)
     assert ids["fig4"] <= ids["table1"]
     shapley_rw = [c for c in by_name["table8"].cells if (c.row, c.col) == ("Shapley", "RW")][0]
-    assert normalise(shapley_rw.spec).hparams.get("guidance") == "shapley"
+    t1_shap = [c for c in by_name["table1"].cells if c.row == "Shap-Mix"][0]
+    assert normalise(shapley_rw.spec).run_id == normalise(t1_shap.spec).run_id  # default options
+    random_rw = [c for c in by_name["table8"].cells if (c.row, c.col) == ("Random", "RW")][0]
+    assert normalise(random_rw.spec).run_id in ids["table13"]  # Table 13's ST-Mix row
     # three seeds per cell
     assert len(runs) == 3 * len({(r.method, json.dumps(r.hparams, sort_keys=True), r.dataset,
                                   r.imbalance, r.profile) for r in runs})

@@ -77,9 +77,13 @@ def test_run_id_is_canonical():
     b = normalise(RunSpec("synth", "ce", imbalance=100.0, train={"base_lr": 1.0}))
     assert a.run_id == b.run_id and len(a.run_id) == 12
     assert a.run_id != normalise(RunSpec("synth", "ce", imbalance=100, seed=1)).run_id
-    c = normalise(RunSpec("synth", "logit_adjust", hparams={"tau": 1}, train={"milestones": [3]}))
-    assert c.hparams == {"tau": 1.0} and c.train == {"milestones": [3]}
+    c = normalise(RunSpec("synth", "logit_adjust", hparams={"tau": 2}, train={"milestones": [3]}))
+    assert c.hparams == {"tau": 2.0} and c.train == {"milestones": [3]}
     assert RunSpec.from_dict(json.loads(json.dumps(c.to_dict()))).run_id == c.run_id
+    # an override equal to the default (tau 1, the lt profile's epochs) is no override
+    d = normalise(RunSpec("synth", "logit_adjust", hparams={"tau": 1}, train={"epochs": 100}))
+    assert d.hparams == {} and d.train == {}
+    assert d.run_id == normalise(RunSpec("synth", "logit_adjust")).run_id
 
 
 def test_missing_store_names_the_prepare_command(tmp_path):
