@@ -137,7 +137,7 @@ def per_class_figure(suite: Any, col: str, ids: RunIds, per_class: dict[str, Any
                     ax.plot([a, b], [acc[inside].mean()] * 2, color=f"C{i}", ls="--", lw=1)
         ax.set_xlabel("training clips per class (log scale); dashed: group mean")
         ax.set_ylabel("per-class top-1 accuracy (%)")
-        ax.set_title(f"Per-class accuracy vs class size: {col} [{suite.data}], seed mean")
+        ax.set_title(f"Per-class accuracy vs class size: {col} [{suite.tag}], seed mean")
         _legend_below(ax, len(series))
         return _save(fig, stem)
 
@@ -172,7 +172,7 @@ def imbalance_figure(suite: Any, ids: RunIds, by_id: pd.DataFrame, folder: Path)
         ax.minorticks_off()
         ax.set_xlabel("imbalance factor (log scale)")
         ax.set_ylabel("top-1 accuracy (%)")
-        ax.set_title(f"Top-1 vs imbalance factor [{suite.data}], mean ± std over seeds")
+        ax.set_title(f"Top-1 vs imbalance factor [{suite.tag}], mean ± std over seeds")
         _legend_below(ax, len(lines))
         return _save(fig, stem)
 
@@ -220,7 +220,7 @@ def gain_figure(suite: Any, col: str, ids: RunIds, per_class: dict[str, Any],
         ax.set_xticks(x[::step], [str(c) for c in sc[::step]])
         ax.set_xlabel("classes sorted by training clips (tick labels: clips)")
         ax.set_ylabel(f"per-class gain over {CE_ROW} (pp)")
-        ax.set_title(f"Per-class gain over {CE_ROW}: {col} [{suite.data}], seed mean")
+        ax.set_title(f"Per-class gain over {CE_ROW}: {col} [{suite.tag}], seed mean")
         _legend_below(ax, len(series))
         return _save(fig, stem)
 
@@ -230,7 +230,7 @@ def build_figures(suites: list[Any], run_ids: dict[str, RunIds], by_id: pd.DataF
     """Every figure the given suites feed; returns the files written."""
     written: list[Path] = []
     for suite in suites:
-        ids, folder = run_ids[suite.name], Path(out_root) / suite.data
+        ids, folder = run_ids[suite.name], Path(out_root) / suite.tag
         if suite.name == "fig4":
             for col in suite.cols:
                 written += per_class_figure(suite, col, ids, per_class, folder)

@@ -209,7 +209,7 @@ def build_reports(suites: list[Any], runs_dir: str | os.PathLike,
         if suite.kind not in REPORT_KINDS:
             continue
         table = report_tables.build_table(suite, run_ids[suite.name], by_id)
-        folder = results_dir / "tables" / suite.data
+        folder = results_dir / "tables" / suite.tag
         for ext, text in (("md", report_tables.to_markdown(table)),
                           ("tex", report_tables.to_latex(table))):
             _io.write_text(folder / f"{suite.name}.{ext}", text)

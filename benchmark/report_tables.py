@@ -196,7 +196,7 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
     _mark_best(suite.rows, columns, cells)
 
     seeds = tuple(suite.seeds)
-    caption = (f"{suite.title} [{suite.data} data]. "
+    caption = (f"{suite.title} [{suite.tag} data]. "
                + ("Accuracy (%) of the last epoch; mean" if suite.kind == "accuracy" else "Mean")
                + f" ± sample standard deviation (ddof 1) over {len(seeds)} "
                f"seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}); "
@@ -224,7 +224,7 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
     dp = DATA_PROFILES.get(suite.data)
     notes = list(suite.notes) + ([f"Data ({suite.data}): {dp.note}."] if dp and dp.note else [])
     multi = any(sum(c.group == g for c in columns) > 1 for g in suite.cols)
-    return Table(suite.name, suite.data, suite.title, ROW_HEADER.get(suite.name, "Method"),
+    return Table(suite.name, suite.tag, suite.title, ROW_HEADER.get(suite.name, "Method"),
                  list(suite.rows), columns, cells, seeds, caption, foot, notes,
                  len(planned_ids), missing, group_header=multi and suite.kind != "cost",
                  sub_header=multi, paper_metrics=paper_metrics)

@@ -111,6 +111,12 @@ class Suite:
     data: str
     notes: tuple[str, ...] = ()
     published: dict[tuple[str, str], tuple[float | None, ...]] = field(default_factory=dict)
+    profile: str | None = None         # a schedule that replaces the data profile's
+
+    @property
+    def tag(self) -> str:
+        """Where its reports go: ``synth``, or ``synth-smoke`` for another schedule."""
+        return self.data if self.profile is None else f"{self.data}-{self.profile}"
 
     def runs(self) -> list[RunSpec]:
         return [dataclasses.replace(c.spec, seed=s) for c in self.cells for s in self.seeds]
@@ -285,7 +291,7 @@ def get_suites(names: str | list[str] = "all", data: str = "synth",
     seeds = tuple(dp.seeds if seeds is None else seeds)
     if not seeds or any(s < 0 for s in seeds):
         raise BenchmarkError(f"seeds must be a non-empty list of integers >= 0, got {seeds}")
-    return [SUITES[n](dp, seeds, profile) for n in wanted]
+    return [dataclasses.replace(SUITES[n](dp, seeds, profile), profile=profile) for n in wanted]
 
 
 def unique_runs(suites: list[Suite]) -> list[RunSpec]:
