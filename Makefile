@@ -9,7 +9,7 @@ help:
 	@echo "make setup      install the requirements (CPU torch if no torch is installed)"
 	@echo "make test       run the test suite (what CI runs)"
 	@echo "make test-all   also the slow tests"
-	@echo "make bench      data-layer speed and memory benchmarks"
+	@echo "make bench      speed and memory: JSON in results/bench/ (OFFICIAL=<CTR-GCN checkout> for ratios)"
 	@echo "make benchmark  run every paper table's suite, then the report (DATA=synth|ucla|ntu,"
 	@echo "                PROFILE=smoke for a 5-minute check, SEEDS=0,1,2, WORKERS=2)"
 	@echo "make report     tables and figures from the stored runs (no training)"
@@ -25,10 +25,9 @@ test:
 test-all:
 	$(PYTHON) -m pytest -q -m "not gpu"
 
+OFFICIAL ?=
 bench:
-	$(PYTHON) scripts/bench_ntu_prepare.py
-	$(PYTHON) scripts/bench_store_memory.py --n 4000
-	$(PYTHON) scripts/bench_steps.py --threads 2
+	$(PYTHON) scripts/bench_all.py $(if $(OFFICIAL),--official $(OFFICIAL))
 
 # The suites of every paper table (benchmark/suites.py), resumable: a rerun only runs what is
 # missing and resumes what is unfinished. DATA=synth (default, embedded, no download) | ucla | ntu.
