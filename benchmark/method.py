@@ -238,6 +238,12 @@ class Method:
     def setup(self, ctx: Context) -> None:
         pass
 
+    @classmethod
+    def schedule_hparams(cls, epochs: int) -> dict[str, Any]:
+        """Hyper-parameters a suite sets for a schedule of ``epochs`` epochs, where the method
+        counts in absolute epochs but means a share of the official 100 ({}: none)."""
+        return {}
+
     def build_model(self, ctx: Context, make_backbone: Callable[[], nn.Module]) -> nn.Module:
         return make_backbone()
 

@@ -179,17 +179,12 @@ PAPER_TABLE13 = {  # params (M), training hours on one RTX 4090, overall
 
 # --- building specs ----------------------------------------------------------------------
 def schedule_hparams(method: str, profile: str) -> dict[str, Any]:
-    """Method settings that follow the schedule's length instead of the 100-epoch default.
+    """Method settings that follow the schedule's length (``Method.schedule_hparams``; e.g.
+    Shap-Mix's 5-epoch warm-up as 5 % of the schedule). The baselines' switch epochs are
+    already fractions of the schedule (methods/_losses.switch_epoch)."""
+    from .method import METHODS
 
-    Shap-Mix's warm-up (naive estimator and random mixing) is 5 epochs of the official 100;
-    on a shorter schedule it keeps that share, at least one epoch. (The other baselines'
-    switch epochs are already fractions of the schedule; see methods/_losses.switch_epoch.)
-    """
-    if method != "shap_mix":
-        return {}
-    epochs = make_config(profile).epochs
-    warm = max(1, round(0.05 * epochs))
-    return {} if warm == 5 else {"naive_estimate_epoch": warm, "naive_mix_epoch": warm}
+    return METHODS.get(method).schedule_hparams(make_config(profile).epochs)
 
 
 def make_spec(setting: Setting, row: Row, dp: DataProfile, profile: str | None) -> RunSpec:

@@ -282,6 +282,14 @@ class ShapMix(STMix):
         rw_rs: str = "rw"                # Table 8: "rs" = class-balanced aux partners
         baseline: str = "raw_mean"       # official avg_motion; "batch_mean": epoch-0 batch mean
 
+    @classmethod
+    def schedule_hparams(cls, epochs: int) -> dict:
+        """The warm-up (naive estimator, random mixing) is 5 of the official 100 epochs: on a
+        shorter schedule it keeps that share, at least one epoch."""
+        warm = max(1, round(0.05 * epochs))
+        return {} if warm == cls.HParams.naive_estimate_epoch else {
+            "naive_estimate_epoch": warm, "naive_mix_epoch": warm}
+
     def setup(self, ctx: Context) -> None:
         super().setup(ctx)
         hp = self.hp
