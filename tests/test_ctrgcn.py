@@ -419,3 +419,33 @@ def test_other_bad_checkpoints(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(BenchmarkError, match="junk.pt: not a readable"):
         load_checkpoint_file(tmp_path / "junk.pt", model)
+
+
+def test_cpu_eval_forward_in_pieces_equals_one_batch(monkeypatch):
+    """A no-grad eval forward runs in cache-sized pieces on CPU: same logits as one batch with
+    grad enabled (no pieces), for the batch size not a multiple of the piece; training-mode
+    and grad-enabled forwards are never split."""
+    import benchmark.backbones.ctrgcn as mod
+    torch.manual_seed(0)
+    model = CTRGCN(num_class=7, base_channel=8).eval()
+    with torch.no_grad():  # make BN running stats and alpha non-trivial
+        for mdl in model.modules():
+            if isinstance(mdl, torch.nn.BatchNorm2d):
+                mdl.running_mean.normal_(0, 0.1)
+                mdl.running_var.uniform_(0.5, 2)
+                mdl.weight.uniform_(0.5, 1.5)
+            if isinstance(mdl, mod.UnitGCN):
+                mdl.alpha.fill_(0.3)
+    x = torch.randn(7, 3, 16, 25, 2)
+    monkeypatch.setattr(mod, "CPU_EVAL_CHUNK_BYTES", 4 * 2 * 8 * 16 * 25 * 3)  # 3 clips a piece
+    assert model.eval_chunk(16, 25, 2) == 3
+    calls = []
+    hook = model.l1.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    with torch.no_grad():
+        pieces = model(x)
+    assert calls == [6, 6, 2]  # 3 + 3 + 1 clips x 2 persons
+    calls.clear()
+    whole = model(x)  # grad enabled: one batch
+    assert calls == [14]
+    hook.remove()
+    torch.testing.assert_close(pieces, whole.detach(), rtol=1e-5, atol=1e-5)

@@ -5,22 +5,38 @@ Written from spec_shapmix_ctrgcn.md §1. It computes what the official ``model/c
 computes, with the same initialisation and exactly the official ``state_dict`` keys and shapes,
 so official CTR-GCN / Shap-Mix checkpoints load with ``strict=True`` and give the same logits.
 
-Where the official code loops, ours batches (same maths, checked to 1e-5 against the official
-model by ``scripts/check_ctrgcn_official.py``):
+Where the official code loops, ours batches (same maths, checked against the official model by
+``scripts/check_ctrgcn_official.py``; only the floating-point summation order differs):
 
 * ``UnitGCN``: ``conv1``/``conv2`` are only ever averaged over time and a 1x1 conv is linear,
   so we average first and run the six of them (3 subsets) as one conv over (N, C, V) instead
-  of six over (N, C, T, V); the scalar ``alpha`` is folded into ``conv4``'s weights.
+  of six over (N, C, T, V). ``conv4`` is a 1x1 conv over the (V, V) relation map: we run it as
+  one batched GEMM per subset with the scalar ``alpha`` folded into its weights and
+  ``alpha * bias + PA`` added in place (oneDNN's 1x1 conv on a 25x25 map with 8..32
+  input channels, and the copy of the non-contiguous relation slice it needed, cost ~3x more).
+  The relation map is built transposed so the GEMM yields topo^T, the aggregation's right-hand
+  operand as is (a transposed operand made the backward copy its gradient). The subsets'
+  aggregations are summed in place.
 * ``MultiScaleTemporalConv``: the four branch-entry 1x1 convs share their input and run as one
   conv; branch 3's temporal stride becomes a slice of that output (a strided 1x1 conv without
-  padding reads frames 0, s, 2s, ...).
+  padding reads frames 0, s, 2s, ...). BatchNorm is per channel, so the three entry BNs run as
+  one call over the concatenated channels and the four branch-exit BNs as one call after the
+  concatenation (running statistics are written back to the official modules). On CPU the
+  max-pool runs channels-last (the NCHW CPU kernel is ~2x slower; identical result and tie
+  order, hence identical gradients).
+* Residual additions and ReLUs run in place on tensors autograd does not keep.
+* On CPU, 1x1 convs with a tiny input width (the 3 coordinates of ``l1``) run as a batched
+  GEMM: oneDNN is ~2x slower there. Wider ones stay oneDNN convs, which were faster.
+* On CPU, a no-grad eval-mode forward (test passes, Shap-Mix's coalition forwards) runs in
+  pieces of a few clips (``CPU_EVAL_CHUNK_BYTES``): eval mode treats clips independently, and
+  cache-sized pieces ran 1.5-2.2x faster than one batch of 32-64 clips (measured, 2 threads).
 
 The parameters stay in modules named like the official ones (``convs.0.conv1`` ...), so the
 fused weights are rebuilt with ``torch.cat`` on every forward; gradients flow back through it.
-Measured on CPU (1 thread, fwd+bwd): this gains ~25% on the GCN blocks and ~12% on the
-temporal blocks. Fusing more did not pay: one conv for the three ``conv3``'s, a grouped
-``conv4`` or one matmul summing the subsets were all slower than the per-subset loop (the
-permute copies and the larger intermediates cost more than the saved kernel calls).
+Tried and not kept (slower on CPU, measured): one conv for the three ``conv3``'s (also with a
+subset-interleaved channel order read through strided batched GEMMs), the three aggregations as
+one GEMM over the concatenated subsets, batched-GEMM 1x1 convs for 64+ input channels, and
+channels-last 1x1 convs (the layout conversions cost more than they saved).
 ``CTRGC.forward`` keeps the official one-subset formula as a readable reference for tests.
 """
 from __future__ import annotations
@@ -40,6 +56,56 @@ from .graph import layout_name, spatial_graph
 
 TCN_KERNEL = 5         # MultiScale_TemporalConv kernel size and dilations used by every layer
 TCN_DILATIONS = (1, 2)
+
+
+# 1x1 convs with at most this many input channels run as a batched GEMM on CPU (l1: 3)
+GEMM_MAX_IN_CHANNELS = 8
+# A no-grad eval forward on CPU runs in pieces of clips whose l1 output is about this size
+# (measured, 2 threads, 1 MiB L2 per core: NTU at base 64 runs 2.2x faster in pieces of 3 clips
+# than as a batch of 32; the best piece held 0.8-3 MiB of l1 output for every shape tried)
+CPU_EVAL_CHUNK_BYTES = 2 << 20
+
+
+# ----------------------------------------------------------------------------- fused helpers
+def conv1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A 1x1 conv of (N, C, T, V); a batched GEMM on CPU for tiny C (oneDNN is slow there)."""
+    n, c, t, v = x.shape
+    o = weight.shape[0]
+    if x.device.type == "cpu" and c <= GEMM_MAX_IN_CHANNELS:
+        y = torch.baddbmm(bias.view(1, o, 1), weight.view(1, o, c).expand(n, o, c),
+                          x.reshape(n, c, t * v))
+        return y.view(n, o, t, v)
+    return F.conv2d(x, weight.view(o, c, 1, 1), bias)
+
+
+def batch_norm_cat(x: torch.Tensor, bns: list[nn.Module]) -> torch.Tensor:
+    """``torch.cat([bn_i(x_i)], 1)`` for consecutive channel slices x_i of x, as one BN call.
+
+    BatchNorm is per channel, so this is the same maths; the running statistics are updated
+    in the concatenated buffers and copied back into each module (its ``num_batches_tracked``
+    advanced as its own forward would). Falls back to the modules themselves whenever they are
+    not plain, identically configured ``BatchNorm2d`` (SyncBatchNorm under DDP, hooks,
+    cumulative averaging with ``momentum=None``, mixed train/eval modes).
+    """
+    b0 = bns[0]
+    if not all(type(b) is nn.BatchNorm2d and b.affine and b.track_running_stats
+               and b.momentum is not None and b.momentum == b0.momentum and b.eps == b0.eps
+               and b.training == b0.training and not b._forward_hooks
+               and not b._forward_pre_hooks for b in bns):
+        return torch.cat([b(p) for b, p in zip(bns, x.split([b.num_features for b in bns], 1))], 1)
+    mean = torch.cat([b.running_mean for b in bns])
+    var = torch.cat([b.running_var for b in bns])
+    y = F.batch_norm(x, mean, var, torch.cat([b.weight for b in bns]),
+                     torch.cat([b.bias for b in bns]), b0.training, b0.momentum, b0.eps)
+    if b0.training:
+        with torch.no_grad():
+            k = 0
+            for b in bns:
+                b.running_mean.copy_(mean[k:k + b.num_features])
+                b.running_var.copy_(var[k:k + b.num_features])
+                b.num_batches_tracked.add_(1)
+                k += b.num_features
+    return y
 
 
 # ----------------------------------------------------------------------------- initialisation
@@ -122,17 +188,26 @@ class UnitGCN(nn.Module):
         w12 = torch.cat([w for m in self.convs for w in (m.conv1.weight, m.conv2.weight)])
         b12 = torch.cat([b for m in self.convs for b in (m.conv1.bias, m.conv2.bias)])
         qk = F.conv1d(x.mean(2), w12.flatten(2), b12).view(n, s, 2, r, v)
-        rel = torch.tanh(qk[:, :, 0].unsqueeze(-1) - qk[:, :, 1].unsqueeze(-2))  # (N,S,R,V,V)
+        # the relation map built transposed, rel_t[..., v, u] = tanh(q_u - k_v), so that the
+        # topology comes out as topo^T, the right-hand side of the aggregation GEMM (a
+        # transposed operand there made its backward copy the gradient)
+        rel_t = torch.tanh(qk[:, :, 0].unsqueeze(-2) - qk[:, :, 1].unsqueeze(-1))  # (N,S,R,V,V)
         y = None
-        for i, m in enumerate(self.convs):
-            # conv4(rel) * alpha with the scalar alpha folded into conv4's weight and bias
-            topo = F.conv2d(rel[:, i], m.conv4.weight * self.alpha, m.conv4.bias * self.alpha)
-            topo = topo + self.PA[i]                                         # (N, C, V, V)
-            z = torch.matmul(m.conv3(x), topo.transpose(-1, -2))  # [n,c,t,u] = sum_v x3 * topo
-            y = z if y is None else y + z
+        for i, (m, rel_i) in enumerate(zip(self.convs, rel_t.unbind(1))):
+            # topo = conv4(rel) * alpha + PA[i] as one GEMM: (alpha W4) @ rel + (alpha b4 + PA)
+            c = m.conv4.weight.shape[0]
+            w4 = m.conv4.weight.view(c, r) * self.alpha
+            added = (m.conv4.bias * self.alpha).unsqueeze(1) + self.PA[i].t().reshape(1, v * v)
+            # bmm then an in-place add: baddbmm first copies the broadcast term into its
+            # output, which cost more than the add (measured, CPU)
+            topo_t = torch.bmm(w4.expand(n, c, r), rel_i.reshape(n, r, v * v)).add_(added)
+            x3 = conv1x1(x, m.conv3.weight, m.conv3.bias)
+            z = torch.matmul(x3, topo_t.view(n, c, v, v))  # [n,c,t,u] = sum_v x3[..v] topo[..u,v]
+            y = z if y is None else y.add_(z)  # autograd keeps no matmul output: in place
         y = self.bn(y)
-        y = y + (x if self.down is None else self.down(x))
-        return F.relu(y)
+        res = x if self.down is None else self.down[1](
+            conv1x1(x, self.down[0].weight, self.down[0].bias))
+        return F.relu_(y.add_(res))  # BN backward needs its input, not its output
 
 
 class TemporalConv(nn.Module):
@@ -174,16 +249,18 @@ class MultiScaleTemporalConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = self.branches
+        q = b[0][0].weight.shape[0]
         # The four entry convs share x: run them as one (branch 3 strides by slicing).
-        h = F.conv2d(x, torch.cat([br[0].weight for br in b]), torch.cat([br[0].bias for br in b]))
-        h0, h1, h2, h3 = h.chunk(4, dim=1)
-        out = [
-            b[0][3](F.relu(b[0][1](h0))),
-            b[1][3](F.relu(b[1][1](h1))),
-            b[2][4](b[2][3](F.relu(b[2][1](h2)))),
-            b[3][1](h3[:, :, :: self.stride]),
-        ]
-        return torch.cat(out, dim=1)
+        h = conv1x1(x, torch.cat([br[0].weight for br in b]), torch.cat([br[0].bias for br in b]))
+        a = F.relu_(batch_norm_cat(h[:, :3 * q], [b[0][1], b[1][1], b[2][1]]))
+        a0, a1, a2 = a.split(q, 1)
+        if a2.device.type == "cpu":  # the channels-last CPU max-pool kernel is ~2x faster
+            pooled = b[2][3](a2.contiguous(memory_format=torch.channels_last)).contiguous()
+        else:
+            pooled = b[2][3](a2)
+        out = torch.cat([b[0][3].conv(a0), b[1][3].conv(a1), pooled,
+                         h[:, 3 * q:, :: self.stride]], 1)
+        return batch_norm_cat(out, [b[0][3].bn, b[1][3].bn, b[2][4], b[3][1]])
 
 
 class UnitTCN(nn.Module):
@@ -214,10 +291,10 @@ class TCNGCNUnit(nn.Module):
             self.residual = UnitTCN(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.tcn1(self.gcn1(x))
+        y = self.tcn1(self.gcn1(x))  # a fresh BN output: safe to update in place
         if self.use_residual:
-            y = y + (x if self.residual is None else self.residual(x))
-        return F.relu(y)
+            y = y.add_(x if self.residual is None else self.residual(x))
+        return F.relu_(y)
 
 
 # ----------------------------------------------------------------------------- model
@@ -273,12 +350,22 @@ class CTRGCN(nn.Module):
     def layers(self) -> list[TCNGCNUnit]:
         return [getattr(self, f"l{i}") for i in range(1, 11)]
 
+    def eval_chunk(self, t: int, v: int, m: int) -> int:
+        """Clips per piece of a CPU no-grad eval forward: l1's output of a piece ~ the budget."""
+        return max(1, round(CPU_EVAL_CHUNK_BYTES / (4 * m * self.base_channel * t * v)))
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V, M) (or (N, T, V*C), read as M=1) -> feature map (N, M, 4*base, T/4, V)."""
         if x.dim() == 3:
             n, t, _ = x.shape
             x = x.view(n, t, self.num_point, -1).permute(0, 3, 1, 2).unsqueeze(-1)
         n, c, t, v, m = x.shape
+        if not self.training and not torch.is_grad_enabled() and x.device.type == "cpu":
+            # eval mode treats every clip alone (running BN stats), so pieces give the same
+            # result; cache-sized pieces run ~2x faster than one large batch on CPU
+            chunk = self.eval_chunk(t, v, m)
+            if n > chunk:
+                return torch.cat([self.features(piece) for piece in x.split(chunk)])
         # data_bn channel = m*V*C + v*C + c (person-major, then joint, then coordinate)
         x = self.data_bn(x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t))
         x = x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
