@@ -352,15 +352,14 @@ class ShapMix(STMix):
         naive = self.epoch < hp.naive_estimate_epoch
         T, S = draw_coalitions(ctx.generator, naive)
         V, N = x.shape[3], len(y)
-        mT = parts_joint_mask(self.parts, T, V)
-        if naive:
-            inp = torch.cat([coalition_inputs(x, base, mT), base.unsqueeze(0)])
-        else:
-            mS = parts_joint_mask(self.parts, S, V)
-            inp = torch.cat([coalition_inputs(x, base, mT | mS), coalition_inputs(x, base, mS)])
-        prob = torch.softmax(ctx.eval_forward(model, inp).float(), dim=1)
+        with_inp = coalition_inputs(x, base, parts_joint_mask(self.parts, T + (S or ()), V))
+        # S empty (the warm-up estimator, or |S| = 0): v(S) is the pure baseline's value for
+        # every clip, one row instead of N (the eval forward treats each clip alone)
+        without = (coalition_inputs(x, base, parts_joint_mask(self.parts, S, V)) if S
+                   else base.unsqueeze(0))
+        prob = torch.softmax(ctx.eval_forward(model, torch.cat([with_inp, without])).float(), 1)
         v_with = prob[torch.arange(N), y]
-        v_without = prob[N, y] if naive else prob[N + torch.arange(N), y]
+        v_without = prob[N + torch.arange(N), y] if S else prob[N, y]
         k = combo_index(T)
         w = update_value(v_with - v_without, sum(self.part_sizes[p] for p in T))
         d = ema_decay(self.epoch, hp.ema, hp.naive_estimate_epoch)

@@ -91,6 +91,32 @@ def test_estimate_hand_built_case():
     assert draw_coalitions(ctx.generator, False) == (T, S)
 
 
+@pytest.mark.parametrize("naive", [False, True])
+def test_estimate_empty_s_shortcut(naive):
+    """S empty (the warm-up estimator, or |S| = 0): v(S) comes from one baseline row; the values
+    must equal per-clip forwards of the full coalition batch."""
+    model = Tiny()
+    x, y = torch.randn(4, 3, 16, 25, 2), torch.tensor([0, 1, 2, 3])
+    base = torch.randn(3, 16, 25, 2)
+    empty_seen = 0
+    for seed in range(12):
+        ctx = _ctx(seed=seed)
+        m = ShapMix(ShapMix.HParams(naive_estimate_epoch=0 if not naive else 5))
+        m.setup(ctx)
+        m.epoch = 7 if not naive else 1
+        out = m.estimate(model, x, y, base, ctx)
+        T, S = out["T"], out["S"] or ()
+        empty_seen += not S
+        model.eval()
+        mS = parts_joint_mask(NTU.parts, S, 25)
+        mST = mS | parts_joint_mask(NTU.parts, T, 25)
+        pw = torch.softmax(model(coalition_inputs(x, base, mST)), 1)[torch.arange(4), y]
+        po = torch.softmax(model(coalition_inputs(x, base, mS)), 1)[torch.arange(4), y]
+        w = 10 * (pw - po).clamp_min(0) / sum(len(NTU.parts[p]) for p in T)
+        assert torch.allclose(out["w"], w, atol=1e-6)
+    assert empty_seen >= (12 if naive else 1)
+
+
 def test_coalitions_disjoint_and_sizes():
     g = torch.Generator().manual_seed(1)
     seen = set()
