@@ -1,7 +1,8 @@
 """What one run is (``RunSpec``), its id, and where its data comes from.
 
 A run is identified by a frozen ``RunSpec``; ``run_id`` is the first 12 hex characters of the
-sha256 of its canonical JSON (sorted keys), so the same command always maps to the same
+sha256 of its canonical JSON (sorted keys) and of the resolved training configuration (so an
+edited profile gives new ids), so the same command always maps to the same
 ``results/runs/<run_id>/`` and a sweep can tell finished, incomplete and pending runs apart
 from the filesystem alone (DomainBed-style, style guide items 11 and 13).
 
@@ -84,7 +85,13 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return hashlib.sha256(canonical_json(self).encode()).hexdigest()[:12]
+        """sha256 of the canonical spec AND of the training configuration it resolves to, so
+        that editing a profile (e.g. ``quick``'s epochs) never lets an old run pass as done."""
+        from .config import config_dict, make_config
+
+        cfg = json.dumps(config_dict(make_config(self.profile, self.train)), sort_keys=True,
+                         separators=(",", ":"))
+        return hashlib.sha256((canonical_json(self) + "\n" + cfg).encode()).hexdigest()[:12]
 
     def __hash__(self) -> int:  # the dict fields are not hashable; the id is
         return hash(self.run_id)

@@ -309,8 +309,15 @@ class Trainer:
             self.dist.sync_buffers(self.model)
             self.dist.check_replicas(self.model, f"after stage {s} epoch {epoch}")
         train_s = time.perf_counter() - t0
-        self.last_logits = self.evaluate()
-        m = metrics.summarize(self.last_logits, self.data.test_labels, self.data.class_counts, full=False)
+        done = len(self.history) + 1  # epochs finished, over all stages
+        every = self.cfg.eval_every
+        if done == self.total_epochs or (every and done % every == 0):
+            self.last_logits = self.evaluate()
+            m = metrics.summarize(self.last_logits, self.data.test_labels,
+                                  self.data.class_counts, full=False)
+        else:  # not a test epoch (eval_every): the record says so with empty metrics
+            self.last_logits = None
+            m = dict.fromkeys(("top1", "top5", "many", "medium", "few"))
         record = {"stage": s, "stage_name": stage.name, "epoch": epoch,
                   "global_epoch": len(self.history), "lr": lr, "steps": n_steps,
                   "loss": loss_sum / n_steps if n_steps else None,

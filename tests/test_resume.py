@@ -133,3 +133,38 @@ def test_resume_at_every_epoch_boundary_of_a_two_stage_method(store):
         assert strip == [{k2: v for k2, v in h.items() if k2 != "seconds"} for h in full.history]
         t.close()
     full.close()
+
+
+def _ce_trainer(store, **train):
+    spec = normalise(RunSpec(dataset=str(store), method="ce", imbalance=10, n_max=40, profile="smoke",
+                             seed=5, train={"max_steps_per_epoch": 2, "max_test_clips": 12,
+                                            "window": 32, "epochs": 4, **train}))
+    cfg = resolve_config(spec)
+    return Trainer(spec, cfg, load_run_data(spec, cfg), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("every, tested", [(0, [4]), (2, [2, 4]), (3, [3, 4])])
+def test_eval_every_tests_only_those_epochs_and_trains_the_same(store, every, tested):
+    """eval_every skips the test pass of other epochs (empty metrics in their records); the
+    training, the last epoch's logits and its metrics are those of evaluating every epoch;
+    a run resumed after an untested epoch ends the same."""
+    ref = _ce_trainer(store)
+    saved = []
+    ref_logits = ref.fit(lambda t, rec: saved.append(_roundtrip(t.state_dict())))
+    t = _ce_trainer(store, eval_every=every)
+    logits = t.fit()
+    assert np.array_equal(logits, ref_logits)
+    assert [h["global_epoch"] + 1 for h in t.history if h["top1"] is not None] == tested
+    for h, r in zip(t.history, ref.history):
+        assert h["loss"] == r["loss"]
+        if h["top1"] is None:
+            assert all(h[k] is None for k in ("top5", "many", "medium", "few"))
+        else:
+            assert h["top1"] == r["top1"] and h["few"] == r["few"]
+    resumed = _ce_trainer(store, eval_every=every)
+    state = _ce_trainer(store, eval_every=every)
+    state.fit(lambda tr, rec: saved.append(_roundtrip(tr.state_dict())) if rec["global_epoch"] == 0 else None)
+    resumed.load_state_dict(saved[-1])
+    assert np.array_equal(resumed.fit(), ref_logits)
+    for tr in (ref, t, resumed, state):
+        tr.close()
