@@ -226,7 +226,10 @@ def test_features_pool_head_compose_to_forward():
     # official pooling: view (N, M, C, T'*V), mean over the last axis, then over persons
     assert torch.equal(feat, fmap.reshape(2, 2, 64, -1).mean(3).mean(1))
     assert torch.equal(feat, feat2) and torch.equal(m.head(feat), logits)
-    assert torch.equal(m(x), logits)
+    with torch.no_grad():
+        assert torch.equal(m(x), logits)
+    # with grad enabled the module path runs (BN not folded): equal up to rounding
+    torch.testing.assert_close(m(x).detach(), logits, rtol=1e-5, atol=1e-5)
 
 
 def test_three_dimensional_input_is_one_person():
@@ -421,31 +424,49 @@ def test_other_bad_checkpoints(tmp_path):
         load_checkpoint_file(tmp_path / "junk.pt", model)
 
 
-def test_cpu_eval_forward_in_pieces_equals_one_batch(monkeypatch):
-    """A no-grad eval forward runs in cache-sized pieces on CPU: same logits as one batch with
-    grad enabled (no pieces), for the batch size not a multiple of the piece; training-mode
-    and grad-enabled forwards are never split."""
+def test_cpu_eval_forward_folded_in_pieces_equals_module_path(monkeypatch):
+    """A no-grad eval forward on CPU folds BN into the convs and runs in cache-sized pieces:
+    same logits as the module path (grad enabled), exactly the same maths in float64, for a
+    batch not a multiple of the piece; training mode, grad mode and hooks keep the module path."""
     import benchmark.backbones.ctrgcn as mod
+    import benchmark.backbones.ctrgcn_eval as fold_mod
     torch.manual_seed(0)
-    model = CTRGCN(num_class=7, base_channel=8).eval()
-    with torch.no_grad():  # make BN running stats and alpha non-trivial
+    model = CTRGCN(num_class=7, base_channel=16).eval()  # l1 has a down branch, l5/l8 UnitTCN
+    with torch.no_grad():  # non-trivial BN statistics and affine terms, alpha != 0
         for mdl in model.modules():
             if isinstance(mdl, torch.nn.BatchNorm2d):
                 mdl.running_mean.normal_(0, 0.1)
                 mdl.running_var.uniform_(0.5, 2)
                 mdl.weight.uniform_(0.5, 1.5)
+                mdl.bias.normal_(0, 0.1)
             if isinstance(mdl, mod.UnitGCN):
                 mdl.alpha.fill_(0.3)
     x = torch.randn(7, 3, 16, 25, 2)
-    monkeypatch.setattr(mod, "CPU_EVAL_CHUNK_BYTES", 4 * 2 * 8 * 16 * 25 * 3)  # 3 clips a piece
+    monkeypatch.setattr(mod, "CPU_EVAL_CHUNK_BYTES", 4 * 2 * 16 * 16 * 25 * 3)  # 3 clips a piece
     assert model.eval_chunk(16, 25, 2) == 3
-    calls = []
+    pieces = []
+    real_run = fold_mod.run
+    monkeypatch.setattr(fold_mod, "run", lambda f, p: pieces.append(p.shape[0]) or real_run(f, p))
+    with torch.no_grad():
+        fast = model(x)
+    assert pieces == [6, 6, 2]  # 3 + 3 + 1 clips x 2 persons
+    ref = model(x).detach()  # grad enabled: the module path
+    assert len(pieces) == 3
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+    m64, x64 = model.double(), x.double()
+    with torch.no_grad():
+        fast64 = m64(x64)
+    torch.testing.assert_close(fast64, m64(x64).detach(), rtol=1e-10, atol=1e-10)
+    model.float()
+    pieces.clear()
+    calls = []  # a hook on a block: the module path runs (the hook sees the whole batch)
     hook = model.l1.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
     with torch.no_grad():
-        pieces = model(x)
-    assert calls == [6, 6, 2]  # 3 + 3 + 1 clips x 2 persons
-    calls.clear()
-    whole = model(x)  # grad enabled: one batch
-    assert calls == [14]
+        hooked = model(x)
     hook.remove()
-    torch.testing.assert_close(pieces, whole.detach(), rtol=1e-5, atol=1e-5)
+    assert calls == [14] and pieces == []
+    torch.testing.assert_close(hooked, ref)
+    model.train()
+    with torch.no_grad():
+        model(x)
+    assert pieces == []  # training mode: never folded

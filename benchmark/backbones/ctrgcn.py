@@ -27,9 +27,10 @@ Where the official code loops, ours batches (same maths, checked against the off
 * Residual additions and ReLUs run in place on tensors autograd does not keep.
 * On CPU, 1x1 convs with a tiny input width (the 3 coordinates of ``l1``) run as a batched
   GEMM: oneDNN is ~2x slower there. Wider ones stay oneDNN convs, which were faster.
-* On CPU, a no-grad eval-mode forward (test passes, Shap-Mix's coalition forwards) runs in
-  pieces of a few clips (``CPU_EVAL_CHUNK_BYTES``): eval mode treats clips independently, and
-  cache-sized pieces ran 1.5-2.2x faster than one batch of 32-64 clips (measured, 2 threads).
+* On CPU, a no-grad eval-mode forward (test passes, Shap-Mix's coalition forwards) runs
+  ``ctrgcn_eval``: BatchNorm folded into the convs, in pieces of a few clips
+  (``CPU_EVAL_CHUNK_BYTES``); eval mode treats clips independently. NTU shape, 32 clips:
+  1,372-1,440 ms as one batch, 687-762 ms in pieces, 565-678 ms folded (2 threads).
 
 The parameters stay in modules named like the official ones (``convs.0.conv1`` ...), so the
 fused weights are rebuilt with ``torch.cat`` on every forward; gradients flow back through it.
@@ -360,17 +361,19 @@ class CTRGCN(nn.Module):
             n, t, _ = x.shape
             x = x.view(n, t, self.num_point, -1).permute(0, 3, 1, 2).unsqueeze(-1)
         n, c, t, v, m = x.shape
-        if not self.training and not torch.is_grad_enabled() and x.device.type == "cpu":
-            # eval mode treats every clip alone (running BN stats), so pieces give the same
-            # result; cache-sized pieces run ~2x faster than one large batch on CPU
-            chunk = self.eval_chunk(t, v, m)
-            if n > chunk:
-                return torch.cat([self.features(piece) for piece in x.split(chunk)])
         # data_bn channel = m*V*C + v*C + c (person-major, then joint, then coordinate)
         x = self.data_bn(x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t))
         x = x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
-        for layer in self.layers():
-            x = layer(x)
+        if (not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+                and self.data_bn.track_running_stats and ctrgcn_eval.foldable(self)):
+            # eval mode treats every clip alone (running BN stats): BN folded into the convs,
+            # cache-sized pieces of clips (~2x faster than one batch of 32 on CPU)
+            folded = ctrgcn_eval.fold(self.layers())
+            rows = self.eval_chunk(t, v, m) * m
+            x = torch.cat([ctrgcn_eval.run(folded, piece) for piece in x.split(rows)])
+        else:
+            for layer in self.layers():
+                x = layer(x)
         return x.view(n, m, *x.shape[1:])
 
     def pool(self, feat_map: torch.Tensor) -> torch.Tensor:
@@ -389,6 +392,9 @@ class CTRGCN(nn.Module):
 # ----------------------------------------------------------------------------- checkpoints
 def _shape(t: Any) -> str:
     return str(tuple(t.shape)) if hasattr(t, "shape") else type(t).__name__
+
+
+from . import ctrgcn_eval  # noqa: E402  (imports this module's blocks)
 
 
 def load_official_state_dict(model: nn.Module, sd: Mapping[str, Any],

@@ -1,0 +1,159 @@
+"""CTR-GCN's inference path on CPU: BatchNorm folded into the convolutions, in cache-sized pieces.
+
+In eval mode every BatchNorm is a fixed per-channel affine map ``s * x + t`` (running
+statistics), so it folds into the linear map before it (the same maths; only the rounding
+differs, tests/test_ctrgcn.py checks 1e-5 agreement with the module path):
+
+* ``UnitGCN``: the output BN scales each channel of ``sum_i conv3_i(x) @ topo_i``, which is
+  linear in ``conv3_i``'s weight and bias, so ``s`` goes into ``conv3``; ``t`` goes into the
+  ``down`` branch's bias (or is added with the identity residual).
+* ``MultiScaleTemporalConv``: the three entry BNs and branch 3's BN sit right after the shared
+  1x1 entry conv (branch 3's stride is a slice, which commutes with a per-channel map); the
+  two temporal convs take their BNs; only the BN after the max-pool stays an affine map.
+* ``UnitTCN`` (the strided block residual): conv + BN folded.
+
+The folded weights are built once per forward (:func:`fold`) and reused by every piece of the
+batch (:func:`run`), which also saves re-concatenating the fused weights per piece. Used by
+``CTRGCN.features`` only for a no-grad, eval-mode CPU forward of plain ``BatchNorm2d`` modules
+with running statistics and no hooks (test passes, Shap-Mix's coalition forwards).
+Measured (2 threads, NTU shape, 32 clips): see ``scripts/bench_all.py`` / the module docstring
+of ``ctrgcn``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ctrgcn import MultiScaleTemporalConv, TCNGCNUnit, UnitGCN, UnitTCN, conv1x1
+
+
+def _affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, t) of an eval-mode BN: bn(x) = s * x + t per channel."""
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return s, bn.bias - bn.running_mean * s
+
+
+def _scale_out(weight: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return weight * s.view(-1, *([1] * (weight.dim() - 1)))
+
+
+def foldable(model: Any) -> bool:
+    """Every block an unmodified ``TCNGCNUnit`` (RIDE, e.g., swaps some for ``Identity``),
+    every BN a plain, affine ``BatchNorm2d`` with running stats; no hooks anywhere."""
+    if not all(type(u) is TCNGCNUnit and type(u.gcn1) is UnitGCN
+               and type(u.tcn1) is MultiScaleTemporalConv
+               and (u.residual is None or type(u.residual) is UnitTCN) for u in model.layers()):
+        return False
+    for m in model.modules():
+        if m._forward_hooks or m._forward_pre_hooks:
+            return False
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m is not getattr(model, "data_bn", None):
+            if type(m) is not nn.BatchNorm2d or not m.affine or not m.track_running_stats \
+                    or m.running_mean is None:
+                return False
+    return True
+
+
+def _fold_gcn(g: Any) -> dict[str, Any]:
+    s, t = _affine(g.bn)
+    n_sub, r = len(g.convs), g.convs[0].rel_channels
+    c = g.convs[0].conv3.weight.shape[0]
+    p: dict[str, Any] = {
+        "w12": torch.cat([w for m in g.convs for w in (m.conv1.weight, m.conv2.weight)]).flatten(1),
+        "b12": torch.cat([b for m in g.convs for b in (m.conv1.bias, m.conv2.bias)]),
+        "n_sub": n_sub, "r": r, "c": c,
+        "w4": [m.conv4.weight.view(c, r) * g.alpha for m in g.convs],
+        "added": [(m.conv4.bias * g.alpha).unsqueeze(1) + g.PA[i].t().reshape(1, -1)
+                  for i, m in enumerate(g.convs)],
+        "w3": [_scale_out(m.conv3.weight.flatten(1), s) for m in g.convs],
+        "b3": [m.conv3.bias * s for m in g.convs],
+    }
+    if g.down is not None:
+        sd, td = _affine(g.down[1])
+        p["wd"] = _scale_out(g.down[0].weight.flatten(1), sd)
+        p["bd"] = g.down[0].bias * sd + td + t
+        p["t"] = None
+    else:
+        p["wd"] = p["bd"] = None
+        p["t"] = t.view(1, -1, 1, 1)
+    return p
+
+
+def _fold_tcn(tc: Any) -> dict[str, Any]:
+    b = tc.branches
+    q = b[0][0].weight.shape[0]
+    st = [_affine(bn) for bn in (b[0][1], b[1][1], b[2][1], b[3][1])]
+    s_e, t_e = torch.cat([a for a, _ in st]), torch.cat([c for _, c in st])
+    w_e = torch.cat([br[0].weight for br in b]).flatten(1)
+    p: dict[str, Any] = {"q": q, "stride": tc.stride, "pool": b[2][3],
+                         "we": _scale_out(w_e, s_e),
+                         "be": torch.cat([br[0].bias for br in b]) * s_e + t_e, "tconv": []}
+    for k in (0, 1):
+        conv, bn = b[k][3].conv, b[k][3].bn
+        s, t = _affine(bn)
+        p["tconv"].append((_scale_out(conv.weight, s), conv.bias * s + t, conv.stride,
+                           conv.padding, conv.dilation))
+    sp, tp = _affine(b[2][4])
+    p["pool_s"], p["pool_t"] = sp.view(1, -1, 1, 1), tp.view(1, -1, 1, 1)
+    return p
+
+
+def fold(layers: list[TCNGCNUnit]) -> list[dict[str, Any]]:
+    """The folded parameters of every block (call under no_grad, in eval mode)."""
+    out = []
+    for u in layers:
+        res = None
+        if u.use_residual and u.residual is not None:
+            s, t = _affine(u.residual.bn)
+            conv = u.residual.conv
+            res = (_scale_out(conv.weight, s), conv.bias * s + t, conv.stride)
+        out.append({"gcn": _fold_gcn(u.gcn1), "tcn": _fold_tcn(u.tcn1),
+                    "use_residual": u.use_residual, "res": res})
+    return out
+
+
+def _gcn(p: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
+    n, _, _, v = x.shape
+    s_, r, c = p["n_sub"], p["r"], p["c"]
+    qk = F.conv1d(x.mean(2), p["w12"].unsqueeze(-1), p["b12"]).view(n, s_, 2, r, v)
+    rel_t = torch.tanh(qk[:, :, 0].unsqueeze(-2) - qk[:, :, 1].unsqueeze(-1))
+    y = None
+    for i, rel_i in enumerate(rel_t.unbind(1)):
+        topo_t = torch.bmm(p["w4"][i].expand(n, c, r), rel_i.reshape(n, r, v * v)).add_(p["added"][i])
+        z = torch.matmul(conv1x1(x, p["w3"][i], p["b3"][i]), topo_t.view(n, c, v, v))
+        y = z if y is None else y.add_(z)
+    if p["wd"] is not None:
+        y.add_(conv1x1(x, p["wd"], p["bd"]))
+    else:
+        y.add_(x).add_(p["t"])
+    return F.relu_(y)
+
+
+def _tcn(p: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
+    q = p["q"]
+    h = conv1x1(x, p["we"], p["be"])
+    a = F.relu(h[:, :3 * q])
+    a0, a1, a2 = a.split(q, 1)
+    outs = [F.conv2d(a_k, w, b, stride=st, padding=pad, dilation=dil)
+            for a_k, (w, b, st, pad, dil) in zip((a0, a1), p["tconv"])]
+    pooled = p["pool"](a2.contiguous(memory_format=torch.channels_last)).contiguous()
+    outs.append(pooled.mul_(p["pool_s"]).add_(p["pool_t"]))
+    outs.append(h[:, 3 * q:, :: p["stride"]])
+    return torch.cat(outs, 1)
+
+
+def run(folded: list[dict[str, Any]], x: torch.Tensor) -> torch.Tensor:
+    """The ten blocks on (N*M, C, T, V) with folded parameters."""
+    for p in folded:
+        y = _tcn(p["tcn"], _gcn(p["gcn"], x))
+        if p["use_residual"]:
+            if p["res"] is None:
+                y.add_(x)
+            else:
+                w, b, st = p["res"]
+                y.add_(F.conv2d(x, w, b, stride=st))
+        x = F.relu_(y)
+    return x
