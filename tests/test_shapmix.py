@@ -64,6 +64,17 @@ def test_table_init_decay_and_update_value():
     assert over[1, 7] == pytest.approx(0.9) and over[3, 7] == table[3, 7]
 
 
+def _reference_w(model, x, y, base, T, S):
+    """10 ReLU(v(S u T) - v(S)) / joints(T), every clip's coalitions as their own batch."""
+    model.eval()
+    mS = parts_joint_mask(NTU.parts, S, 25)
+    mST = mS | parts_joint_mask(NTU.parts, T, 25)
+    rows = torch.arange(len(y))
+    pw = torch.softmax(model(coalition_inputs(x, base, mST)), 1)[rows, y]
+    po = torch.softmax(model(coalition_inputs(x, base, mS)), 1)[rows, y]
+    return 10 * (pw - po).clamp_min(0) / sum(len(NTU.parts[p]) for p in T)
+
+
 def test_estimate_hand_built_case():
     ctx = _ctx()
     m = ShapMix(ShapMix.HParams(naive_estimate_epoch=0))
@@ -75,12 +86,7 @@ def test_estimate_hand_built_case():
     g = ctx.generator.get_state()
     out = m.estimate(model, x, y, base, ctx)
     T, S = out["T"], out["S"]
-    model.eval()
-    mS = parts_joint_mask(NTU.parts, S, 25)
-    mST = mS | parts_joint_mask(NTU.parts, T, 25)
-    pw = torch.softmax(model(coalition_inputs(x, base, mST)), 1)[torch.arange(3), y]
-    po = torch.softmax(model(coalition_inputs(x, base, mS)), 1)[torch.arange(3), y]
-    w = 10 * (pw - po).clamp_min(0) / sum(len(NTU.parts[p]) for p in T)
+    w = _reference_w(model, x, y, base, T, S)
     assert torch.allclose(out["w"], w, atol=1e-6)
     k = combo_index(T)
     t0 = 1e-6
@@ -107,13 +113,7 @@ def test_estimate_empty_s_shortcut(naive):
         out = m.estimate(model, x, y, base, ctx)
         T, S = out["T"], out["S"] or ()
         empty_seen += not S
-        model.eval()
-        mS = parts_joint_mask(NTU.parts, S, 25)
-        mST = mS | parts_joint_mask(NTU.parts, T, 25)
-        pw = torch.softmax(model(coalition_inputs(x, base, mST)), 1)[torch.arange(4), y]
-        po = torch.softmax(model(coalition_inputs(x, base, mS)), 1)[torch.arange(4), y]
-        w = 10 * (pw - po).clamp_min(0) / sum(len(NTU.parts[p]) for p in T)
-        assert torch.allclose(out["w"], w, atol=1e-6)
+        assert torch.allclose(out["w"], _reference_w(model, x, y, base, T, S), atol=1e-6)
     assert empty_seen >= (12 if naive else 1)
 
 
