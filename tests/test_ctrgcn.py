@@ -470,3 +470,29 @@ def test_cpu_eval_forward_folded_in_pieces_equals_module_path(monkeypatch):
     with torch.no_grad():
         model(x)
     assert pieces == []  # training mode: never folded
+
+
+def test_cpu_eval_forward_runs_each_distinct_person_once(monkeypatch):
+    """One-person clips (second person all zeros, NTU style) share one zero person row: the
+    folded eval path runs it once and gives every clip its output (= the module path)."""
+    import benchmark.backbones.ctrgcn_eval as fold_mod
+    torch.manual_seed(0)
+    model = CTRGCN(num_class=7, base_channel=8).eval()
+    with torch.no_grad():
+        for mdl in model.modules():
+            if isinstance(mdl, torch.nn.BatchNorm2d):
+                mdl.running_mean.normal_(0, 0.1)
+                mdl.bias.normal_(0, 0.1)
+        model.data_bn.running_mean.normal_(0, 0.5)  # a zero person is not a zero row
+    x = torch.randn(6, 3, 16, 25, 2)
+    x[:4, ..., 1] = 0          # clips 0-3: one person
+    x[5] = x[4]                # clip 5 repeats clip 4
+    rows = []
+    real_run = fold_mod.run
+    monkeypatch.setattr(fold_mod, "run", lambda f, p: rows.append(p.shape[0]) or real_run(f, p))
+    with torch.no_grad():
+        fast = model(x)
+    assert sum(rows) == 4 + 1 + 2  # 4 first persons, 1 shared zero person, clip 4's 2 persons
+    ref = model(x).detach()
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+    assert torch.equal(fast[4], fast[5])
