@@ -13,7 +13,8 @@ differs, tests/test_ctrgcn.py checks 1e-5 agreement with the module path):
 * ``UnitTCN`` (the strided block residual): conv + BN folded.
 
 The folded weights are built once per forward (:func:`fold`) and reused by every piece of the
-batch (:func:`run`), which also saves re-concatenating the fused weights per piece. Used by
+batch (:func:`run`), which also saves re-concatenating the fused weights per piece; each
+distinct person sequence runs once (:func:`run_unique`). Used by
 ``CTRGCN.features`` only for a no-grad, eval-mode CPU forward of plain ``BatchNorm2d`` modules
 with running statistics and no hooks (test passes, Shap-Mix's coalition forwards).
 Measured (2 threads, NTU shape, 32 clips): see ``scripts/bench_all.py`` / the module docstring
