@@ -109,6 +109,32 @@ def batch_norm_cat(x: torch.Tensor, bns: list[nn.Module]) -> torch.Tensor:
     return y
 
 
+def gcn_aggregate(x: torch.Tensor, w12: torch.Tensor, b12: torch.Tensor, w4: list, added: list,
+                  w3: list, b3: list) -> torch.Tensor:
+    """sum_i conv3_i(x) @ topo_i of ``UnitGCN`` (before its BN), shared by the training path
+    and the folded eval path (``ctrgcn_eval``, which passes BN-scaled ``w3``/``b3``).
+
+    w12/b12: conv1 and conv2 of every subset stacked (2 S R, C_in); w4[i]: alpha * W4_i (C, R);
+    added[i]: alpha * b4_i + PA_i^T flattened (C or 1, V*V); w3[i]/b3[i]: conv3_i.
+    """
+    n, _, _, v = x.shape
+    r, c = w4[0].shape[1], w4[0].shape[0]
+    # q, k of all subsets at once, as 1x1 convs of the time-mean (== time-mean of the convs)
+    qk = F.conv1d(x.mean(2), w12.unsqueeze(-1), b12).view(n, len(w4), 2, r, v)
+    # the relation map built transposed, rel_t[..., v, u] = tanh(q_u - k_v), so that the
+    # topology comes out as topo^T, the right-hand side of the aggregation GEMM (a
+    # transposed operand there made its backward copy the gradient)
+    rel_t = torch.tanh(qk[:, :, 0].unsqueeze(-2) - qk[:, :, 1].unsqueeze(-1))  # (N,S,R,V,V)
+    y = None
+    for i, rel_i in enumerate(rel_t.unbind(1)):
+        # bmm then an in-place add: baddbmm first copies the broadcast term into its
+        # output, which cost more than the add (measured, CPU)
+        topo_t = torch.bmm(w4[i].expand(n, c, r), rel_i.reshape(n, r, v * v)).add_(added[i])
+        z = torch.matmul(conv1x1(x, w3[i], b3[i]), topo_t.view(n, c, v, v))  # sum_v x3 topo[u,v]
+        y = z if y is None else y.add_(z)  # autograd keeps no matmul output: in place
+    return y
+
+
 # ----------------------------------------------------------------------------- initialisation
 def conv_init(conv: nn.Conv2d) -> None:
     nn.init.kaiming_normal_(conv.weight, mode="fan_out")
@@ -182,29 +208,24 @@ class UnitGCN(nn.Module):
                 bn_init(m, 1)
         bn_init(self.bn, 1e-6)
 
+    def aggregate_args(self, scale: torch.Tensor | None = None) -> tuple:
+        """The weights :func:`gcn_aggregate` takes; ``scale`` (C,) multiplies conv3's weight and
+        bias (the folded eval path puts the output BN's scale there)."""
+        r, c = self.convs[0].rel_channels, self.convs[0].conv3.weight.shape[0]
+        w3 = [m.conv3.weight.flatten(1) for m in self.convs]
+        b3 = [m.conv3.bias for m in self.convs]
+        if scale is not None:
+            w3, b3 = [w * scale.unsqueeze(1) for w in w3], [b * scale for b in b3]
+        return (torch.cat([w for m in self.convs for w in (m.conv1.weight, m.conv2.weight)]).flatten(1),
+                torch.cat([b for m in self.convs for b in (m.conv1.bias, m.conv2.bias)]),
+                # topo = conv4(rel) * alpha + PA[i] as one GEMM: (alpha W4) @ rel + (alpha b4 + PA)
+                [m.conv4.weight.view(c, r) * self.alpha for m in self.convs],
+                [(m.conv4.bias * self.alpha).unsqueeze(1) + self.PA[i].t().reshape(1, -1)
+                 for i, m in enumerate(self.convs)],
+                w3, b3)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, _, v = x.shape
-        s, r = len(self.convs), self.convs[0].rel_channels
-        # q, k of all subsets at once, as 1x1 convs of the time-mean (== time-mean of the convs)
-        w12 = torch.cat([w for m in self.convs for w in (m.conv1.weight, m.conv2.weight)])
-        b12 = torch.cat([b for m in self.convs for b in (m.conv1.bias, m.conv2.bias)])
-        qk = F.conv1d(x.mean(2), w12.flatten(2), b12).view(n, s, 2, r, v)
-        # the relation map built transposed, rel_t[..., v, u] = tanh(q_u - k_v), so that the
-        # topology comes out as topo^T, the right-hand side of the aggregation GEMM (a
-        # transposed operand there made its backward copy the gradient)
-        rel_t = torch.tanh(qk[:, :, 0].unsqueeze(-2) - qk[:, :, 1].unsqueeze(-1))  # (N,S,R,V,V)
-        y = None
-        for i, (m, rel_i) in enumerate(zip(self.convs, rel_t.unbind(1))):
-            # topo = conv4(rel) * alpha + PA[i] as one GEMM: (alpha W4) @ rel + (alpha b4 + PA)
-            c = m.conv4.weight.shape[0]
-            w4 = m.conv4.weight.view(c, r) * self.alpha
-            added = (m.conv4.bias * self.alpha).unsqueeze(1) + self.PA[i].t().reshape(1, v * v)
-            # bmm then an in-place add: baddbmm first copies the broadcast term into its
-            # output, which cost more than the add (measured, CPU)
-            topo_t = torch.bmm(w4.expand(n, c, r), rel_i.reshape(n, r, v * v)).add_(added)
-            x3 = conv1x1(x, m.conv3.weight, m.conv3.bias)
-            z = torch.matmul(x3, topo_t.view(n, c, v, v))  # [n,c,t,u] = sum_v x3[..v] topo[..u,v]
-            y = z if y is None else y.add_(z)  # autograd keeps no matmul output: in place
+        y = gcn_aggregate(x, *self.aggregate_args())
         y = self.bn(y)
         res = x if self.down is None else self.down[1](
             conv1x1(x, self.down[0].weight, self.down[0].bias))
