@@ -57,6 +57,9 @@ class TrainConfig:
     max_test_clips: int | None = None  # keep the first ceil(n / C) test clips of each class
     # device-side
     amp: str = "bf16"              # autocast dtype on CUDA (bf16 | fp16 | off); ignored on CPU
+    # torch.compile the training forward (off: on CPU it makes our hand-tuned step slower and
+    # costs a minute of compilation per run; on CUDA measure it with scripts/bench_epoch.py)
+    compile: bool = False
     # DDP only: let a method leave trainable parameters unused in a step (costs one autograd
     # graph traversal per step; off as in the official DDP script)
     ddp_find_unused: bool = False

@@ -85,6 +85,12 @@ def make_train_loader(data: RunData, cfg: TrainConfig, seed: int, stage_idx: int
                        seed=derive_seed(seed, LOADER_STREAM, stage_idx, stream, *rank_key))
 
 
+def compile_module(module: nn.Module) -> nn.Module:
+    """``TrainConfig.compile``: torch.compile with the default (inductor) backend. The
+    parameters stay the module's own, so checkpoints and the optimizer are unchanged."""
+    return torch.compile(module)
+
+
 def local_batch(batch_size: int, world_size: int) -> int:
     """Each rank's share of the global batch."""
     if batch_size % world_size:
@@ -164,6 +170,7 @@ class Trainer:
         self.amp_dtype = amp if device.type == "cuda" else None  # AMP only on CUDA
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.last_logits: np.ndarray | None = None
+        self._compile_cache: tuple[nn.Module, nn.Module] | None = None
         self._resume: dict[str, Any] | None = None
         # DDP: each rank evaluates whole test batches r, r + W, ... and the rows are gathered
         self.test_shards = batch_shards(len(data.test_idx), cfg.test_batch_size, world)
@@ -374,6 +381,8 @@ class Trainer:
             n = min(n, self.cfg.max_steps_per_epoch)
         model, method, ctx, opt = self.model, self.method, self.ctx, self.optimizer
         fwd_model = self.ddp if self.ddp is not None else model  # DDP averages gradients
+        if self.cfg.compile:
+            fwd_model = self._compiled(fwd_model)
         model.train()
         loss_sum, steps, terms = 0.0, 0, {}
         bar = tqdm(self._batches(loader, aux, n), total=n, leave=False, disable=self.quiet,
@@ -401,6 +410,14 @@ class Trainer:
                 terms[k] = terms.get(k, 0.0) + float(v)
             bar.set_postfix(loss=f"{value:.3f}", refresh=False)
         return loss_sum, steps, terms
+
+    def _compiled(self, module: nn.Module) -> nn.Module:
+        """``compile_module(module)``, built once per module (a new stage's DDP wrapper is a
+        new module). Only the training forward goes through it: ``method.predict`` and the
+        methods' own no-grad passes (e.g. Shap-Mix's estimator) use the plain model."""
+        if self._compile_cache is None or self._compile_cache[0] is not module:
+            self._compile_cache = (module, compile_module(module))
+        return self._compile_cache[1]
 
     @torch.no_grad()
     def evaluate(self) -> np.ndarray:

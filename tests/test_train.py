@@ -248,3 +248,77 @@ def test_statistics_stage_sees_test_transformed_batches_without_grad(tmp_path_fa
     x = torch.from_numpy(np.ascontiguousarray(store.data[idx.numpy()]))
     lengths = torch.as_tensor(store.lengths[idx.numpy()])
     assert torch.allclose(data.test_transform(x, lengths, None), stats[0][2], atol=1e-6)
+
+
+# ------------------------------------------------------------------ TrainConfig.compile
+def _compile_pair(tmp_path_factory, method="ce"):
+    store = tiny_store(tmp_path_factory)
+    out = {}
+    for flag in (False, True):
+        spec = normalise(tiny_spec(store, method, train={"epochs": 1, "max_steps_per_epoch": 2,
+                                                         "max_test_clips": 12, "window": 32,
+                                                         "compile": flag}))
+        cfg = resolve_config(spec)
+        trainer = Trainer(spec, cfg, load_run_data(spec, cfg), torch.device("cpu"))
+        logits = trainer.fit()
+        trainer.close()
+        out[flag] = (trainer, logits, spec.run_id)
+    return out
+
+
+@pytest.mark.parametrize("method", ["ce", "shap_mix"])
+def test_compile_traces_the_training_forward_and_changes_nothing(method, tmp_path_factory,
+                                                                monkeypatch, one_thread):
+    """compile=True routes the training forward through compile_module (here dynamo with the
+    eager backend: the whole model traced, no code generation) and trains exactly like the
+    plain module: same losses, same final weights and test logits; the flag is part of the
+    run id. The inductor backend is the slow test below."""
+    import benchmark.train as train_mod
+    calls = []
+
+    def eager_compile(module):
+        calls.append(type(module).__name__)
+        return torch.compile(module, backend="eager", fullgraph=True)
+
+    monkeypatch.setattr(train_mod, "compile_module", eager_compile)
+    pair = _compile_pair(tmp_path_factory, method)
+    (plain, lp, id0), (comp, lc, id1) = pair[False], pair[True]
+    assert calls == ["CTRGCN"] and id0 != id1
+    assert [h["loss"] for h in comp.history] == [h["loss"] for h in plain.history]
+    sp, sc = plain.model.state_dict(), comp.model.state_dict()
+    assert list(sp) == list(sc)  # checkpoints keep the plain module's keys
+    assert all(torch.equal(sp[k], sc[k]) for k in sp)
+    np.testing.assert_array_equal(lp, lc)
+
+
+@pytest.mark.slow
+def test_compile_inductor_is_as_accurate_as_eager(one_thread):
+    """The real backend (C++ code generation on CPU, ~1-2 min): one training forward/backward
+    of compile_module(model) in fp32 is as close to the fp64 result as the eager fp32 one is.
+    (A direct fp32-vs-fp32 comparison is no test: some CTR-GCN gradients, e.g. the biases of
+    BNs whose outputs feed further train-mode BNs, are cancelling sums with ~1e-3 relative
+    fp32 noise, so two correct fp32 runs drift apart over steps.)"""
+    import copy
+    from benchmark.backbones import build_backbone
+    from benchmark.train import compile_module
+    torch.manual_seed(0)
+    eager = build_backbone("ctrgcn", graph="ntu", in_channels=3, base_channel=8, num_class=6,
+                           num_point=25, num_person=2)
+    comp, ref = copy.deepcopy(eager), copy.deepcopy(eager).double()
+    x, y = torch.randn(16, 3, 32, 25, 2), torch.randint(0, 6, (16,))
+    out = {}
+    for name, model, fwd, inp in (("eager", eager, eager, x), ("compiled", comp, compile_module(comp), x),
+                                  ("fp64", ref, ref, x.double())):
+        logits = fwd(inp)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        out[name] = (logits.detach().double(),
+                     torch.cat([p.grad.double().flatten() for p in model.parameters()]),
+                     torch.cat([b.double().flatten() for k, b in model.named_buffers()
+                                if "running" in k]))
+
+    def err(name, i):
+        return ((out[name][i] - out["fp64"][i]).norm() / out["fp64"][i].norm()).item()
+
+    for i, what in enumerate(("logits", "gradients", "BN running statistics")):
+        e, c = err("eager", i), err("compiled", i)
+        assert c <= 4 * e + 1e-6, (what, c, e)
