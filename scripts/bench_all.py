@@ -18,6 +18,9 @@ A short table goes to stderr, JSON to stdout and to ``--out`` (default
   a store on disk; NTU60 xsub train size with ``--full``).
 * ``prepare``: ``scripts/bench_ntu_prepare.py`` on renamed copies of the real ``.skeleton``
   samples (../shared/data/ntu-raw-samples), against the official scripts when ``DIR`` has them.
+* ``epoch`` (CUDA only; skipped with the command to run on CPU): ``scripts/bench_epoch.py``,
+  one training epoch on LT-NTU60-sized synthetic data, the harness (fp32, bf16, bf16 +
+  torch.compile) against the official loop (its feeder, DataLoader and fp32 model).
 
 Targets: ce step >= 1.3x the official model; shap_mix/st_mix <= 1.2 at Iter-1; peak RSS
 <= 1.5 GiB; raw preparation >= 10x the official scripts with identical output. A missed target
@@ -341,6 +344,16 @@ def bench_prepare(args: argparse.Namespace) -> dict:
     return run_json_script(argv, timeout=args.timeout)
 
 
+def bench_epoch(args: argparse.Namespace) -> dict:
+    argv = [str(SCRIPTS / "bench_epoch.py"), "--device", "cuda", "--seed", str(args.seed),
+            "--out", str(args.out.parent / "epoch.json")]
+    if args.official is not None:
+        argv += ["--official", str(args.official)]
+    if args.tmpdir:
+        argv += ["--tmpdir", str(args.tmpdir)]
+    return run_json_script(argv, timeout=4 * args.timeout)
+
+
 def guarded(name: str, fn: Callable[[], dict], skips: dict) -> dict | None:
     """Run one piece; a failure is recorded (and the rest of the run goes on)."""
     t0 = time.perf_counter()
@@ -482,6 +495,17 @@ def table(results: dict) -> str:
     elif "prepare" in results["skipped"]:
         row("raw .skeleton prep vs official", "--", "prepare_speedup",
             f" ({results['skipped']['prepare']})")
+    ep = results.get("epoch")
+    if ep:
+        for v, r in ep["variants"].items():
+            if "epoch_s" in r:
+                ratio = r.get("speedup_vs_official")
+                row(f"ce epoch {ep['settings']['train_clips']} clips, {r['label']}"[:46],
+                    fmt(r["epoch_s"][-1], " s", 1),
+                    note=("" if ratio is None else f"{ratio:.2f}x official; ")
+                    + f"{ep['settings']['device_name']}")
+    elif "epoch" in results["skipped"]:
+        row("ce epoch, LT-NTU60 size, vs official", "--", note=results["skipped"]["epoch"])
     rows += explain(results, tg)
     if results["skipped"]:
         rows.append("skipped: " + "; ".join(f"{k}: {v}" for k, v in results["skipped"].items()))
@@ -495,7 +519,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "results" / "bench" / "bench.json")
     p.add_argument("--full", action="store_true",
                    help="full sizes: NTU60-xsub store, 500 copies, 5x3 ratio steps, more rounds")
-    p.add_argument("--only", default="throughput,official,step_ratios,memory,prepare",
+    p.add_argument("--only", default="throughput,official,step_ratios,memory,prepare,epoch",
                    help="comma list of the pieces to run")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--batch", type=int, default=0, help="clips per step (0: 16 CPU, 64 CUDA)")
@@ -553,6 +577,13 @@ def main(argv: list[str] | None = None) -> dict:
         # the subprocess pieces first, while this process is still small
         if "memory" in pieces:
             results["memory"] = guarded("memory", lambda: bench_memory(args), skips)
+        if "epoch" in pieces:
+            if device.type != "cuda":
+                skips["epoch"] = ("CPU: an LT-NTU60 epoch per variant is many minutes here; "
+                                  "`python scripts/bench_epoch.py --device cpu --clips N` runs "
+                                  "a reduced one")
+            else:
+                results["epoch"] = guarded("epoch", lambda: bench_epoch(args), skips)
         if "prepare" in pieces:
             if not all((args.samples / f"{s}.skeleton").is_file()
                        for s in ("S001C001P003R002A005", "S001C001P004R001A017")):

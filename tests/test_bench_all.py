@@ -122,6 +122,8 @@ def test_bench_all_tiny(tmp_path, fake_official, capsys):
                   "peak RSS", "skipped"):
         assert label in table, label
     assert ("PASS" in table) or ("MISS" in table)
+    # the GPU epoch comparison is CUDA-only; on CPU the skip names the reduced command
+    assert "scripts/bench_epoch.py --device cpu" in res["skipped"]["epoch"] and "epoch" not in res
 
 
 def test_defaults_small_and_full():
