@@ -3,12 +3,13 @@ PYTHON ?= python
 DATA ?= synth
 PROFILE ?= default
 
-.PHONY: help setup test test-all bench benchmark report status clean
+.PHONY: help setup test test-all test-gpu bench benchmark report status clean
 
 help:
 	@echo "make setup      install the requirements (CPU torch if no torch is installed)"
 	@echo "make test       run the test suite (what CI runs)"
 	@echo "make test-all   also the slow tests"
+	@echo "make test-gpu   the CUDA checks (skip without a GPU)"
 	@echo "make bench      speed and memory: JSON in results/bench/ (OFFICIAL=<CTR-GCN checkout> for ratios)"
 	@echo "make benchmark  run every paper table's suite, then the report (DATA=synth|ucla|ntu,"
 	@echo "                PROFILE=smoke for a 5-minute check, SEEDS=0,1,2, WORKERS=2)"
@@ -24,6 +25,9 @@ test:
 
 test-all:
 	$(PYTHON) -m pytest -q -m "not gpu"
+
+test-gpu:
+	$(PYTHON) -m pytest -q -m gpu
 
 OFFICIAL ?=
 bench:

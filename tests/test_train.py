@@ -294,7 +294,7 @@ def test_compile_traces_the_training_forward_and_changes_nothing(method, tmp_pat
 @pytest.mark.slow
 def test_compile_inductor_is_as_accurate_as_eager(one_thread):
     """The real backend (C++ code generation on CPU, ~1-2 min): one training forward/backward
-    of compile_module(model) in fp32 is as close to the fp64 result as the eager fp32 one is.
+    of compile_module(model) in fp32 is within fp32 tolerances of the fp64 result, as eager is.
     (A direct fp32-vs-fp32 comparison is no test: some CTR-GCN gradients, e.g. the biases of
     BNs whose outputs feed further train-mode BNs, are cancelling sums with ~1e-3 relative
     fp32 noise, so two correct fp32 runs drift apart over steps.)"""
@@ -319,6 +319,9 @@ def test_compile_inductor_is_as_accurate_as_eager(one_thread):
     def err(name, i):
         return ((out[name][i] - out["fp64"][i]).norm() / out["fp64"][i].norm()).item()
 
-    for i, what in enumerate(("logits", "gradients", "BN running statistics")):
-        e, c = err("eager", i), err("compiled", i)
-        assert c <= 4 * e + 1e-6, (what, c, e)
+    # fp32 tolerances (measured: eager 1.5e-7 / 7e-4 / 3e-8, compiled 5e-7 / 6e-4 / 2e-7); the
+    # gradients include cancelling BN-bias sums with ~1e-3 relative fp32 noise. A broken
+    # compile (a lost BN update, a wrong gradient) is off by O(1).
+    for i, (what, tol) in enumerate((("logits", 1e-5), ("gradients", 5e-3),
+                                     ("BN running statistics", 1e-5))):
+        assert err("eager", i) < tol and err("compiled", i) < tol, what
