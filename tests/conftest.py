@@ -21,6 +21,27 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (the scripts folder is not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# A stand-in for the official CTR-GCN checkout's model/ctrgcn.py (not part of the repo): the
+# official constructor signature, our maths at width 8.
+FAKE_OFFICIAL_MODEL = '''
+from benchmark.backbones.ctrgcn import CTRGCN
+
+
+class Model(CTRGCN):
+    def __init__(self, num_class=60, num_point=25, num_person=2, graph=None, graph_args=None):
+        super().__init__(num_class, num_point, num_person, graph="ntu", base_channel=8)
+'''
+
+
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run ``python -m benchmark ARGS`` as a user would."""
     return subprocess.run([sys.executable, "-m", "benchmark", *map(str, args)], cwd=cwd,

@@ -3,7 +3,6 @@ computed from the numbers measured in the same run. No timing assertion (shared 
 
 The official CTR-GCN is not part of the repo: a stand-in checkout (``model/ctrgcn.py`` whose
 ``Model`` is our CTR-GCN at width 8) exercises the interleaved comparison."""
-import importlib.util
 import json
 import statistics
 import sys
@@ -11,25 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FAKE_OFFICIAL_MODEL, load_script
+
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "bench_all.py"
 SAMPLES = REPO.parent / "shared" / "data" / "ntu-raw-samples"
 
-FAKE_OFFICIAL = '''
-from benchmark.backbones.ctrgcn import CTRGCN
-
-
-class Model(CTRGCN):  # the official constructor signature, our maths at width 8
-    def __init__(self, num_class=60, num_point=25, num_person=2, graph=None, graph_args=None):
-        super().__init__(num_class, num_point, num_person, graph="ntu", base_channel=8)
-'''
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_all", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_all")
 
 
 @pytest.fixture
@@ -37,7 +26,7 @@ def fake_official(tmp_path, monkeypatch):
     root = tmp_path / "official"
     (root / "model").mkdir(parents=True)
     (root / "model" / "__init__.py").write_text("")
-    (root / "model" / "ctrgcn.py").write_text(FAKE_OFFICIAL)
+    (root / "model" / "ctrgcn.py").write_text(FAKE_OFFICIAL_MODEL)
     monkeypatch.setattr(sys, "path", list(sys.path))  # bench_all prepends the checkout
     for name in ("model", "model.ctrgcn"):
         monkeypatch.delitem(sys.modules, name, raising=False)

@@ -2,7 +2,6 @@
 writes for both sides, the worker plumbing, and the report computed from the measured epochs.
 No timing assertion. The official CTR-GCN is not part of the repo: a stand-in checkout (a
 feeder with the official .npz reading and a ``Model`` that is our CTR-GCN at width 8)."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,17 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import FAKE_OFFICIAL_MODEL, load_script
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "bench_epoch.py"
 
-FAKE_MODEL = '''
-from benchmark.backbones.ctrgcn import CTRGCN
-
-
-class Model(CTRGCN):  # the official constructor signature, our maths at width 8
-    def __init__(self, num_class=60, num_point=25, num_person=2, graph=None, graph_args=None):
-        super().__init__(num_class, num_point, num_person, graph="ntu", base_channel=8)
-'''
 FAKE_FEEDER = '''
 import numpy as np
 
@@ -44,16 +37,13 @@ class Feeder:  # the official .npz reading (x_train (N, T, 150), one-hot y_train
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_epoch", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_epoch")
 
 
 @pytest.fixture
 def fake_official(tmp_path):
     root = tmp_path / "official"
-    for pkg, files in (("model", {"ctrgcn.py": FAKE_MODEL}),
+    for pkg, files in (("model", {"ctrgcn.py": FAKE_OFFICIAL_MODEL}),
                        ("feeders", {"feeder_ntu.py": FAKE_FEEDER, "tools.py": "import numpy as np\n"})):
         (root / pkg).mkdir(parents=True)
         (root / pkg / "__init__.py").write_text("")

@@ -1,21 +1,17 @@
 """scripts/bench_steps.py runs end to end on a tiny config and reports positive numbers.
 (No timing assertion: the machine is shared.)"""
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_steps.py"
+from conftest import load_script
+
 METHODS = ("ce", "st_mix", "shap_mix_iter1", "shap_mix_iter5")
 RATIOS = ("st_mix/ce", "shap_mix_iter1/st_mix", "shap_mix_iter5/st_mix")
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_steps", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_steps")
 
 
 def test_bench_steps_tiny(tmp_path, capsys):
