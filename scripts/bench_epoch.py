@@ -48,6 +48,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout
 from benchmark import _io  # noqa: E402
+from benchmark.data.splits import exp_counts  # noqa: E402
 from benchmark.data.store import StoreWriter  # noqa: E402
 
 NUM_CLASSES, T, V, M = 60, 300, 25, 2
@@ -56,9 +57,9 @@ WINDOW = 64
 OFFICIAL_DEFAULT_WORKERS = 32  # CTR-GCN main.py --num-worker default
 
 
-def lt_counts(imbalance: float = 100.0, n_max: int = 600) -> np.ndarray:
-    c = np.arange(NUM_CLASSES)
-    return np.floor(n_max * imbalance ** (-c / (NUM_CLASSES - 1))).astype(np.int64)
+def lt_counts() -> np.ndarray:
+    """LT-NTU60's class sizes at imbalance 100 (the split builder's exponential profile)."""
+    return np.array(exp_counts(NUM_CLASSES, 100.0, 600), dtype=np.int64)
 
 
 def plan_labels(clips: int | None, seed: int) -> np.ndarray:

@@ -46,6 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from benchmark.backbones import build_backbone  # noqa: E402
 from benchmark.data.skeleton import get_layout  # noqa: E402
+from benchmark.data.splits import exp_counts  # noqa: E402
 from benchmark.method import Batch, Context, build_method  # noqa: E402
 
 # dataset input shapes (NTU-60 xsub, NW-UCLA) as the official configs feed CTR-GCN
@@ -72,10 +73,8 @@ RATIOS = {"st_mix/ce": ("st_mix", "ce"),
 
 
 def lt_counts(num_classes: int, n_max: int = 600, imbalance: float = 100.0) -> torch.Tensor:
-    """Exponential long-tailed class counts n_max * imbalance^(-c / (C - 1))."""
-    c = np.arange(num_classes)
-    return torch.as_tensor(np.floor(n_max * imbalance ** (-c / max(1, num_classes - 1))),
-                           dtype=torch.long).clamp_min(1)
+    """Exponential long-tailed class counts (the split builder's profile) as a tensor."""
+    return torch.tensor(exp_counts(num_classes, imbalance, n_max), dtype=torch.long)
 
 
 class Runner:
