@@ -56,5 +56,19 @@ def read_weights_only(path: str | os.PathLike, map_location: str | torch.device 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling raises many types; the user needs one line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise bad_file(path, f"not a readable weights-only checkpoint ({first})") from None
+        raise bad_file(path, f"not a readable weights-only checkpoint ({_reason(e)})") from None
+
+
+def _reason(e: Exception) -> str:
+    """torch's reason, without its advice to retry with weights_only=False: that would let
+    the file execute code, which is exactly what a weights-only load exists to prevent."""
+    text = str(e)
+    if "Weights only load failed" in text or "weights_only" in text:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if ln.startswith(("WeightsUnpickler error", "Unsupported"))), "")
+        detail = detail.replace("WeightsUnpickler error:", "").strip()
+        return "it holds objects a safe load refuses" + (f": {detail[:120]}" if detail else "")
+    if isinstance(e, (EOFError,)) or "central directory" in text or "failed reading" in text:
+        return "truncated or corrupt file"
+    first = (text.strip().splitlines() or [type(e).__name__])[0]
+    return first[:160]

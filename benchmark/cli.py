@@ -1,7 +1,8 @@
 """``python -m benchmark <command> ...``: the one entry point of the suite.
 
 Every sub-command module exposes ``add_parser(subparsers)``; the handler it sets as
-``func`` returns an exit status. User errors (:class:`BenchmarkError`) become one
+``func`` returns an exit status. User errors (:class:`BenchmarkError`) and
+errors of the environment (``OSError``: a read-only folder, a full disk) become one
 ``error: ...`` line on stderr and exit status 2.
 """
 from __future__ import annotations
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the environment, not our code: a read-only folder, a full disk
+        where = e.filename if e.filename is not None else "(no file named)"
+        print(f"error: {where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

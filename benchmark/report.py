@@ -87,7 +87,10 @@ def load_final(path: str | os.PathLike) -> tuple[dict[str, Any], PerClass | None
         raise bad_file(path, "no valid 'spec' object (dataset, method, seed)")
     row: dict[str, Any] = {
         "dataset": spec["dataset"], "protocol": spec.get("protocol"), "method": spec["method"],
-        "imbalance": spec.get("imbalance"), "n_max": spec.get("n_max"),
+        # the label of what the run trained on (a split list's own IF when none was given)
+        "imbalance": spec.get("imbalance") if spec.get("imbalance") is not None
+        else _data_label(d, "imbalance"),
+        "n_max": spec.get("n_max") if spec.get("n_max") is not None else _data_label(d, "n_max"),
         "split_list": spec.get("split_list"), "profile": spec.get("profile"),
         "backbone": spec.get("backbone", "ctrgcn"), "seed": spec["seed"],
         # canonical JSON, so equal settings compare equal as strings
@@ -112,6 +115,12 @@ def load_final(path: str | os.PathLike) -> tuple[dict[str, Any], PerClass | None
         raise bad_file(path, f"'epochs' must be an integer, got {epochs!r}")
     row["epochs"] = epochs
     return row, _per_class(path, d)
+
+
+def _data_label(d: dict[str, Any], key: str) -> Any:
+    data = d.get("data")
+    v = data.get(key) if isinstance(data, dict) else None
+    return v if _is_number(v) else None
 
 
 def _per_class(path: Path, d: dict[str, Any]) -> PerClass | None:
@@ -145,9 +154,12 @@ def scan_runs(runs_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, PerC
                 or not (folder / "done").is_file():
             continue
         final = folder / "final.json"
-        if not final.is_file():  # the runner writes final.json before done
-            raise bad_file(final, "missing although the run is marked done")
-        row, pc = load_final(final)
+        try:
+            if not final.is_file():  # the runner writes final.json before done
+                raise bad_file(final, "missing although the run is marked done")
+            row, pc = load_final(final)
+        except BenchmarkError as e:  # a broken run is no result, and no table hides one
+            raise BenchmarkError(f"{e} (`sweep run` redoes a broken run)") from None
         rows.append({"run_id": folder.name, **row})
         if pc is not None:
             per_class[folder.name] = pc
@@ -171,24 +183,69 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
 
 
 # ------------------------------------------------------------------ suites -> run ids
-def suite_run_ids(suite: Any) -> dict[tuple[str, str], list[tuple[int, str]]]:
-    """(row, col) -> [(seed, run_id)] of the suite's planned runs, the ids the sweep used."""
-    import methods as _  # noqa: F401  (normalise builds each method: they must be registered)
-    from .spec import normalise
+def suite_run_ids(suite: Any, data_root: str | os.PathLike | None = None,
+                  device_type: str = "cpu", by_request: dict[str, str] | None = None
+                  ) -> dict[tuple[str, str], list[tuple[int, str]]]:
+    """(row, col) -> [(seed, run_id)] of the suite's planned runs, the ids the sweep used
+    (content-keyed: resolved on the stores under ``data_root``).
+
+    Where a store is not here (results copied from a cluster), a run is found by the request
+    recorded in its final.json (``by_request``: request key -> run id; see
+    :func:`request_index`), and the report says that the data could not be checked.
+    """
+    import methods as _  # noqa: F401  (resolving builds each method: they must be registered)
+    from .spec import normalise, resolve_run
 
     out: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    warned: set[str] = set()
     for cell in suite.cells:
         col = cell.col
         if col not in suite.cols:
             raise BenchmarkError(f"suite {suite.name}: cell ({cell.row}, {cell.col}) is not "
                                  f"one of its columns {suite.cols}")
-        out[(cell.row, col)] = [(s, normalise(dataclasses.replace(cell.spec, seed=s)).run_id)
-                                for s in suite.seeds]
+        ids = []
+        for s in suite.seeds:
+            spec = normalise(dataclasses.replace(cell.spec, seed=s))
+            try:
+                rid = resolve_run(spec, data_root, device_type).run_id
+            except BenchmarkError as e:
+                if by_request is None:
+                    raise
+                if str(e) not in warned:
+                    warned.add(str(e))
+                    log.warning("report %s: %s; runs matched by their recorded request instead "
+                                "(their data could not be checked)", suite.name, e)
+                rid = by_request.get(spec.request_key, f"missing:{spec.request_key}")
+            ids.append((s, rid))
+        out[(cell.row, col)] = ids
     return out
 
 
+def request_index(runs_dir: str | os.PathLike) -> dict[str, str]:
+    """request key -> run id of every finished run (the newest where one request was run on
+    two versions of its data)."""
+    from .spec import RunSpec
+
+    found: dict[str, tuple[float, str]] = {}
+    runs_dir = Path(runs_dir)
+    for folder in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else ():
+        done = folder / "done"
+        if folder.name.startswith((".", "_")) or not done.is_file():
+            continue
+        try:
+            d = json.loads((folder / "final.json").read_text(encoding="utf-8"))
+            key = d.get("request_key") or RunSpec.from_dict(d["spec"]).request_key
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, BenchmarkError):
+            continue
+        t = done.stat().st_mtime
+        if key not in found or t > found[key][0]:
+            found[key] = (t, folder.name)
+    return {k: v for k, (_, v) in found.items()}
+
+
 def build_reports(suites: list[Any], runs_dir: str | os.PathLike,
-                  results_dir: str | os.PathLike) -> list[Path]:
+                  results_dir: str | os.PathLike, data_root: str | os.PathLike | None = None,
+                  device_type: str = "cpu") -> list[Path]:
     """Write summary.csv, every table and figure of ``suites``; return the written paths.
 
     A missing run is a ``--`` cell and counts in the table's footnote; a figure whose runs are
@@ -204,7 +261,8 @@ def build_reports(suites: list[Any], runs_dir: str | os.PathLike,
     written.append(summary)
     log.info("report: %d finished run(s) in %s", len(df), runs_dir)
     by_id = df.set_index("run_id", drop=False)
-    run_ids = {s.name: suite_run_ids(s) for s in suites}
+    by_request = request_index(runs_dir)
+    run_ids = {s.name: suite_run_ids(s, data_root, device_type, by_request) for s in suites}
     for suite in suites:
         if suite.kind not in REPORT_KINDS:
             continue

@@ -1,10 +1,12 @@
-"""What one run is (``RunSpec``), its id, and where its data comes from.
+"""What one run is asked to be (``RunSpec``), what it IS (``ResolvedRun``), and its data.
 
-A run is identified by a frozen ``RunSpec``; ``run_id`` is the first 12 hex characters of the
-sha256 of its canonical JSON (sorted keys) and of the resolved training configuration (so an
-edited profile gives new ids), so the same command always maps to the same
-``results/runs/<run_id>/`` and a sweep can tell finished, incomplete and pending runs apart
-from the filesystem alone (DomainBed-style, style guide items 11 and 13).
+A ``RunSpec`` is the request: dataset name or store path, method, ``--set`` overrides, profile,
+seed. :func:`resolve_run` turns it into the run's content-keyed identity
+(:mod:`benchmark.identity`: every hyper-parameter, the resolved TrainConfig, the data by
+content, the numerics) whose hash is the ``run_id``, so the same content always maps to the
+same ``results/runs/<run_id>/`` and a sweep can tell finished, incomplete and pending runs
+apart from the filesystem alone (DomainBed-style, style guide items 11 and 13), while a
+rewritten split list or an edited default never passes an old result off as its own.
 
 Dataset names resolve to prepared stores under a data root (``--data-root``, the
 ``BENCH_DATA_ROOT`` environment variable, else ``datasets``):
@@ -84,17 +86,18 @@ class RunSpec:
         return cls(**d)
 
     @property
-    def run_id(self) -> str:
-        """sha256 of the canonical spec AND of the training configuration it resolves to, so
-        that editing a profile (e.g. ``quick``'s epochs) never lets an old run pass as done."""
+    def request_key(self) -> str:
+        """sha256 of the canonical request AND of the training configuration it resolves to:
+        what was asked for, without the data. Suites dedupe and ``--shard`` splits by it; the
+        run's folder is its content-keyed id (:func:`resolve_run`)."""
         from .config import config_dict, make_config
 
         cfg = json.dumps(config_dict(make_config(self.profile, self.train)), sort_keys=True,
                          separators=(",", ":"))
         return hashlib.sha256((canonical_json(self) + "\n" + cfg).encode()).hexdigest()[:12]
 
-    def __hash__(self) -> int:  # the dict fields are not hashable; the id is
-        return hash(self.run_id)
+    def __hash__(self) -> int:  # the dict fields are not hashable; the key is
+        return hash(self.request_key)
 
 
 def canonical_json(spec: RunSpec) -> str:
@@ -234,6 +237,7 @@ class RunData:
     def describe(self) -> dict[str, Any]:
         lt = self.lt
         return {"name": lt.dataset, "protocol": lt.protocol, "store": str(lt.store.root),
+                "imbalance": lt.split.get("imbalance"), "n_max": lt.split.get("n_max"),
                 "layout": self.layout.name, "num_classes": self.num_classes,
                 "num_train": int(len(lt.train_idx)), "num_test": int(len(self.test_idx)),
                 "num_test_full": int(len(lt.test_idx)),
@@ -281,3 +285,69 @@ def load_run_data(spec: RunSpec, cfg: Any, root: str | os.PathLike | None = None
         test_tf = ntu_tf.test_transform(cfg.stream, cfg.window, bone_pairs=pairs)
     test_idx = cap_per_class(lt.test_idx, lt.test_labels, lt.num_classes, cfg.max_test_clips)
     return RunData(lt, test_idx, layout, GRAPH_OF_LAYOUT[layout.name], train_tf, test_tf)
+
+
+# ------------------------------------------------------------------------ resolved runs
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A normalised request and the identity it resolves to on the data at hand."""
+
+    spec: RunSpec
+    identity: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        from .identity import run_id_of
+
+        return run_id_of(self.identity)
+
+
+_FINGERPRINTS: dict[tuple, dict[str, Any]] = {}
+
+
+def _data_key(spec: RunSpec, cfg: Any, root: str | os.PathLike | None) -> tuple:
+    """What the data fingerprint depends on, including the files' change stamps (so a
+    rewritten list or store in a long-lived process is seen)."""
+    def stamp(p: str | os.PathLike | None) -> tuple:
+        try:
+            st = os.stat(p) if p else None
+        except OSError:
+            return (str(p), None)
+        return (str(p), st and (st.st_mtime_ns, st.st_size))
+
+    src = resolve_dataset(spec.dataset, spec.protocol, root)
+    return (str(src.store.resolve()), stamp(src.store / "manifest.json"), src.protocol,
+            spec.imbalance, spec.n_max, stamp(spec.split_list), cfg.max_test_clips, cfg.stream)
+
+
+def resolve_run(spec: RunSpec, root: str | os.PathLike | None = None, device_type: str = "cpu",
+                world_size: int = 1, sync_bn: bool = False, data: "RunData | None" = None
+                ) -> ResolvedRun:
+    """The identity of ``spec`` (normalised here) on the data under ``root``.
+
+    ``data``: the run's already loaded data (the runner passes it, so the id is the id of
+    exactly what it trains on). Without it the data fingerprint is computed once per process
+    for each distinct data request (a sweep of 38 runs over one store opens it once).
+
+    Raises:
+        BenchmarkError: unknown method / option, missing store, bad split list.
+    """
+    from .identity import data_fingerprint, resolve_identity
+
+    spec = normalise(spec)
+    cfg = dataclasses.replace(_config(spec), backbone=spec.backbone)
+    if data is None:
+        key = _data_key(spec, cfg, root)
+        fp = _FINGERPRINTS.get(key)
+        if fp is None:
+            fp = _FINGERPRINTS[key] = data_fingerprint(load_run_data(spec, cfg, root))
+    else:
+        fp = data_fingerprint(data)
+    ident = resolve_identity(spec, cfg, None, device_type, world_size, sync_bn, fingerprint=fp)
+    return ResolvedRun(spec, ident)
+
+
+def _config(spec: RunSpec) -> Any:
+    from .config import make_config
+
+    return make_config(spec.profile, spec.train)

@@ -299,5 +299,5 @@ def unique_runs(suites: list[Suite]) -> list[RunSpec]:
     for suite in suites:
         for spec in suite.runs():
             spec = normalise(spec)
-            seen.setdefault(spec.run_id, spec)
+            seen.setdefault(spec.request_key, spec)
     return list(seen.values())

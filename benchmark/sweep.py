@@ -1,9 +1,15 @@
 """Resumable sweeps: run every missing run of a list of specs, with parallel local workers, a
 ``--shard i/n`` split, or a Slurm array through the optional ``submitit``.
 
-The state lives on the filesystem (DomainBed's sweep): a run folder with ``done`` is done; a
-folder whose ``.lock`` another process holds is running; a folder without ``done`` is
-unfinished and is resumed from its ``last.pt``; no folder is missing. A worker that fails
+The state lives on the filesystem (DomainBed's sweep), keyed by each run's content-keyed id
+(:mod:`benchmark.identity`; the stores are resolved once, before anything starts): a run
+folder with ``done`` and a valid ``final.json`` is done, or ``stale`` when the code that made
+it (its method's module and the harness) has changed since (``--rerun-stale`` redoes those,
+moving the old folder to ``<out>/_stale/``); ``done`` with a broken ``final.json`` is
+``broken`` and redone; a folder whose ``.lock`` another process holds is running (a worker
+that finds its run held by another sweep reports "running elsewhere", not a failure); a
+folder without ``done`` is unfinished and is resumed from its ``last.pt``; no folder is
+missing. A worker that fails
 leaves ``<out>/_sweep/<run_id>.failed.json`` (exit status, the last lines of its log) which
 ``status`` shows and the next sweep retries. Every run is one subprocess
 (``python -m benchmark sweep run-one``) that dies with the sweep (Linux PR_SET_PDEATHSIG), so
@@ -28,20 +34,42 @@ from typing import Any, Iterable
 
 from . import _io
 from .errors import BenchmarkError
-from .spec import RunSpec, normalise
+from .spec import ResolvedRun, RunSpec, resolve_run
 
 log = logging.getLogger(__name__)
 
 SWEEP_DIR = "_sweep"
-STATES = ("done", "running", "unfinished", "failed", "missing")
+STATES = ("done", "stale", "broken", "running", "unfinished", "failed", "missing")
+STALE_DIR = "_stale"
+EXIT_RUNNING_ELSEWHERE = 75  # a worker whose run another process holds (EX_TEMPFAIL)
 TAIL_LINES = 8
 
 
 @dataclass
 class RunState:
-    spec: RunSpec
+    run: ResolvedRun
     state: str                      # one of STATES
-    detail: str = ""                # failed: the last lines of the log
+    detail: str = ""                # failed: the last lines of the log; stale: changed files
+
+    @property
+    def spec(self) -> RunSpec:
+        return self.run.spec
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+
+def resolve_all(specs: Iterable[RunSpec], data_root: str | os.PathLike | None = None,
+                device_type: str = "cpu") -> list[ResolvedRun]:
+    """Every spec's identity, resolved once before a sweep starts: a missing store or a bad
+    split list is one error line here, not one failed run per spec. Runs that resolve to one
+    identity (one content asked for two ways) are kept once."""
+    seen: dict[str, ResolvedRun] = {}
+    for spec in specs:
+        r = resolve_run(spec, data_root, device_type)
+        seen.setdefault(r.run_id, r)
+    return list(seen.values())
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -58,8 +86,8 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def shard(specs: list[RunSpec], i: int, n: int) -> list[RunSpec]:
-    """The i-th of n disjoint parts, by run id (stable whatever the order or machine)."""
-    return [s for s in specs if int(s.run_id, 16) % n == i - 1]
+    """The i-th of n disjoint parts, by request key (stable whatever the order or machine)."""
+    return [s for s in specs if int(s.request_key, 16) % n == i - 1]
 
 
 def is_locked(run_dir: Path) -> bool:
@@ -80,24 +108,42 @@ def _failed_path(out: Path, run_id: str) -> Path:
     return out / SWEEP_DIR / f"{run_id}.failed.json"
 
 
-def state_of(spec: RunSpec, out: Path) -> RunState:
-    run_dir = out / spec.run_id
+def state_of(run: ResolvedRun, out: Path) -> RunState:
+    from .identity import changed_files, code_digest
+    from .runner import final_problem
+
+    run_dir = out / run.run_id
     if (run_dir / "done").is_file():
-        return RunState(spec, "done")
+        problem = final_problem(run_dir)
+        if problem is not None:
+            return RunState(run, "broken", problem)
+        try:
+            final = json.loads((run_dir / "final.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return RunState(run, "broken", "final.json is unreadable")
+        code = code_digest(run.spec.method)
+        old = final.get("code")
+        if not isinstance(old, dict) or old.get("digest") != code["digest"]:
+            return RunState(run, "stale", "made by other code: " + ", ".join(changed_files(old, code)))
+        return RunState(run, "done")
     if run_dir.is_dir() and is_locked(run_dir):
-        return RunState(spec, "running")
-    failed = _failed_path(out, spec.run_id)
+        return RunState(run, "running")
+    failed = _failed_path(out, run.run_id)
     if failed.is_file():
-        info = json.loads(failed.read_text(encoding="utf-8"))
-        return RunState(spec, "failed", "\n".join(info.get("tail", [])))
+        try:
+            info = json.loads(failed.read_text(encoding="utf-8"))
+            tail = info.get("tail", []) if isinstance(info, dict) else []
+        except (OSError, ValueError):
+            tail = [f"({failed} is unreadable)"]
+        return RunState(run, "failed", "\n".join(str(t) for t in tail))
     if run_dir.is_dir():
-        return RunState(spec, "unfinished")
-    return RunState(spec, "missing")
+        return RunState(run, "unfinished")
+    return RunState(run, "missing")
 
 
-def statuses(specs: Iterable[RunSpec], out: str | os.PathLike) -> list[RunState]:
+def statuses(runs: Iterable[ResolvedRun], out: str | os.PathLike) -> list[RunState]:
     out = Path(out)
-    return [state_of(s, out) for s in specs]
+    return [state_of(r, out) for r in runs]
 
 
 def describe(spec: RunSpec) -> str:
@@ -119,33 +165,42 @@ def _die_with_parent() -> None:  # pragma: no cover (runs in the child)
 
 @dataclass
 class _Job:
-    spec: RunSpec
+    run: ResolvedRun
     proc: subprocess.Popen
     log_path: Path
     started: float
 
+    @property
+    def spec(self) -> RunSpec:
+        return self.run.spec
 
-def run_local(specs: list[RunSpec], out: str | os.PathLike, workers: int = 1,
+
+def run_local(runs: list[ResolvedRun], out: str | os.PathLike, workers: int = 1,
               threads: int | None = None, device: str = "cpu",
-              data_root: str | None = None) -> dict[str, int]:
-    """Run every spec that is not done / running elsewhere, ``workers`` at a time.
+              data_root: str | None = None, rerun_stale: bool = False) -> dict[str, int]:
+    """Run every run that is not done / running elsewhere, ``workers`` at a time.
 
     Returns the counts of runs by outcome. Progress for the whole sweep goes to the log.
     """
     out = Path(out)
-    specs = [normalise(s) for s in specs]
-    states = statuses(specs, out)
-    todo = [st.spec for st in states if st.state in ("missing", "unfinished", "failed")]
-    counts = {"done before": sum(st.state == "done" for st in states),
+    states = statuses(runs, out)
+    redo = ("missing", "unfinished", "failed", "broken") + (("stale",) if rerun_stale else ())
+    todo = [st.run for st in states if st.state in redo]
+    kept = ("done",) if rerun_stale else ("done", "stale")
+    counts = {"done before": sum(st.state in kept for st in states),
               "running elsewhere": sum(st.state == "running" for st in states),
               "finished": 0, "failed": 0}
+    stale = [st for st in states if st.state == "stale"]
+    if stale and not rerun_stale:
+        log.info("sweep: %d done run(s) were made by other code (stale; kept as results; "
+                 "--rerun-stale redoes them)", len(stale))
     if not todo:
-        log.info("sweep: all %d run(s) done or running elsewhere; nothing to do", len(specs))
+        log.info("sweep: all %d run(s) done or running elsewhere; nothing to do", len(runs))
         return counts
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
     (out / SWEEP_DIR).mkdir(parents=True, exist_ok=True)
     log.info("sweep: %d run(s): %d done, %d running elsewhere, %d to run with %d worker(s) x %d "
-             "thread(s)", len(specs), counts["done before"], counts["running elsewhere"], len(todo),
+             "thread(s)", len(runs), counts["done before"], counts["running elsewhere"], len(todo),
              workers, threads)
     queue, running = list(todo), []
     durations: list[float] = []
@@ -153,36 +208,51 @@ def run_local(specs: list[RunSpec], out: str | os.PathLike, workers: int = 1,
     try:
         while queue or running:
             while queue and len(running) < workers:
-                spec = queue.pop(0)
-                if state_of(spec, out).state in ("done", "running"):  # another sweep took it
-                    continue
-                running.append(_launch(spec, out, threads, device, data_root))
+                run = queue.pop(0)
+                st = state_of(run, out).state
+                if st in ("done", "running") or (st == "stale" and not rerun_stale):
+                    continue  # another sweep took it
+                if st == "stale":
+                    _retire(out, run.run_id)
+                running.append(_launch(run, out, threads, device, data_root))
             time.sleep(0.5)
             for job in [j for j in running if j.proc.poll() is not None]:
                 running.remove(job)
                 dt = time.time() - job.started
-                ok = _finish(job, out)
-                counts["finished" if ok else "failed"] += 1
-                if ok:
+                outcome = _finish(job, out)
+                key = {"done": "finished", "elsewhere": "running elsewhere"}.get(outcome, "failed")
+                counts[key] += 1
+                if outcome == "done":
                     durations.append(dt)
-                n_done = counts["finished"] + counts["failed"]
+                n_done = counts["finished"] + counts["failed"] + counts["running elsewhere"]
                 left = len(queue) + len(running)
                 eta = (sum(durations) / len(durations) * left / workers) if durations else None
+                word = {"done": "done", "elsewhere": "running elsewhere"}.get(outcome, "FAILED")
                 log.info("[sweep %d/%d] %s %s (%.0f s) | %d running, %d queued, %d failed%s",
-                         n_done, len(todo), "done" if ok else "FAILED", describe(job.spec), dt,
+                         n_done, len(todo), word, describe(job.spec), dt,
                          len(running), len(queue), counts["failed"],
                          f", ~{eta / 60:.0f} min left" if eta is not None else "")
     except BaseException:
         for job in running:  # stop the workers; their last checkpoints make them resumable
             _stop(job.proc)
         raise
-    log.info("sweep: %d finished, %d failed in %.1f min", counts["finished"], counts["failed"],
-             (time.time() - t0) / 60)
+    log.info("sweep: %d finished, %d failed, %d running elsewhere in %.1f min", counts["finished"],
+             counts["failed"], counts["running elsewhere"], (time.time() - t0) / 60)
     return counts
 
 
-def _launch(spec: RunSpec, out: Path, threads: int, device: str, data_root: str | None) -> _Job:
-    log_path = out / SWEEP_DIR / f"{spec.run_id}.log"
+def _retire(out: Path, run_id: str) -> Path:
+    """Move a stale run's folder to ``<out>/_stale/<run_id>-<time>`` (kept, never deleted)."""
+    dest = out / STALE_DIR / f"{run_id}-{time.strftime('%Y%m%dT%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(out / run_id, dest)
+    log.info("sweep: stale run %s moved to %s; running it again", run_id, dest)
+    return dest
+
+
+def _launch(run: ResolvedRun, out: Path, threads: int, device: str, data_root: str | None) -> _Job:
+    spec = run.spec
+    log_path = out / SWEEP_DIR / f"{run.run_id}.log"
     cmd = [sys.executable, "-m", "benchmark", "sweep", "run-one", "--spec-json",
            json.dumps(spec.to_dict(), sort_keys=True), "--out", str(out), "--threads", str(threads),
            "--device", device]
@@ -195,19 +265,23 @@ def _launch(spec: RunSpec, out: Path, threads: int, device: str, data_root: str 
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     fh.close()  # the child holds its own copy
-    return _Job(spec, proc, log_path, time.time())
+    return _Job(run, proc, log_path, time.time())
 
 
-def _finish(job: _Job, out: Path) -> bool:
+def _finish(job: _Job, out: Path) -> str:
+    """"done", "elsewhere" (another process holds the run) or "failed" (recorded)."""
     rc = job.proc.returncode
-    failed = _failed_path(out, job.spec.run_id)
-    if rc == 0 and (out / job.spec.run_id / "done").is_file():
+    run_id = job.run.run_id
+    failed = _failed_path(out, run_id)
+    if rc == 0 and (out / run_id / "done").is_file():
         failed.unlink(missing_ok=True)
-        return True
+        return "done"
+    if rc == EXIT_RUNNING_ELSEWHERE:
+        return "elsewhere"
     tail = _tail(job.log_path)
-    _io.write_json(failed, {"run_id": job.spec.run_id, "spec": job.spec.to_dict(), "returncode": rc,
+    _io.write_json(failed, {"run_id": run_id, "spec": job.spec.to_dict(), "returncode": rc,
                             "time": time.time(), "log": str(job.log_path), "tail": tail})
-    return False
+    return "failed"
 
 
 def _tail(path: Path, n: int = TAIL_LINES) -> list[str]:
@@ -228,7 +302,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 # ------------------------------------------------------------------------------ Slurm
-def run_slurm(specs: list[RunSpec], out: str | os.PathLike, slurm: dict[str, Any],
+def run_slurm(runs: list[ResolvedRun], out: str | os.PathLike, slurm: dict[str, Any],
               device: str = "cuda", data_root: str | None = None) -> list[Any]:
     """Submit the runs that are not done / running as one Slurm job array (``submitit``).
 
@@ -241,8 +315,7 @@ def run_slurm(specs: list[RunSpec], out: str | os.PathLike, slurm: dict[str, Any
         raise BenchmarkError("--launcher slurm needs the optional package submitit "
                              "(pip install submitit)") from None
     out = Path(out)
-    specs = [normalise(s) for s in specs]
-    todo = [st.spec for st in statuses(specs, out) if st.state not in ("done", "running")]
+    todo = [st.spec for st in statuses(runs, out) if st.state not in ("done", "stale", "running")]
     if not todo:
         return []
     executor = submitit.AutoExecutor(folder=str(out / SWEEP_DIR / "slurm"))
@@ -266,7 +339,13 @@ def run_one(spec_json: str, out: str, threads: int | None, device: str,
         spec = RunSpec.from_dict(json.loads(spec_json))
     except (ValueError, TypeError) as e:
         raise BenchmarkError(f"--spec-json: not a run spec ({e})") from None
-    result = run(spec, out, device, data_root, threads)
+    from .runner import RunLocked
+
+    try:
+        result = run(spec, out, device, data_root, threads)
+    except RunLocked as e:
+        print(f"running elsewhere: {e}")
+        return EXIT_RUNNING_ELSEWHERE
     print(f"{result.run_dir}: {result.status}")
     return 0
 

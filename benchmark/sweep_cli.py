@@ -33,13 +33,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--workers", type=int, default=1, help="parallel local runs")
             p.add_argument("--threads", type=int, default=None,
                            help="torch threads per run (default: cores / workers)")
-            p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+            p.add_argument("--rerun-stale", action="store_true",
+                           help="also redo finished runs made by other code (status: stale); "
+                                "their old folders move to <out>/_stale/")
             p.add_argument("--launcher", default="local", choices=("local", "slurm"))
             p.add_argument("--slurm-partition", default=None)
             p.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per run")
             p.add_argument("--slurm-gpus", type=int, default=1)
     one = ssub.add_parser("run-one", help=argparse.SUPPRESS)  # the worker of `sweep run`
-    one.add_argument("--spec-json", required=True)
+    one.add_argument("--spec-json", required=True, help="the run request as JSON")
     one.add_argument("--out", required=True)
     one.add_argument("--threads", type=int, default=None)
     one.add_argument("--device", default="cpu")
@@ -63,6 +65,9 @@ def _selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "--runs", dest="out", type=Path, default=Path("results/runs"),
                    help="folder of run folders")
     p.add_argument("--data-root", default=None, help="folder of prepared stores (env BENCH_DATA_ROOT)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where the runs train: part of a run's identity through its precision "
+                        "(amp applies on cuda only)")
 
 
 def selection(args: argparse.Namespace):
@@ -82,12 +87,24 @@ def selection(args: argparse.Namespace):
     return suites, shard(runs, i, n)
 
 
+def resolved_selection(args: argparse.Namespace):
+    """The selection's runs with their identities; every store is checked here, once."""
+    from .sweep import resolve_all
+
+    suites, runs = selection(args)
+    return suites, resolve_all(runs, args.data_root, args.device)
+
+
 def _run(args: argparse.Namespace) -> int:
     from .sweep import run_local, run_slurm
 
+    from .runner import check_out_dir, check_threads
+
     if args.workers < 1:
         raise BenchmarkError(f"--workers must be >= 1, got {args.workers}")
-    suites, runs = selection(args)
+    check_threads(args.threads)
+    check_out_dir(args.out)
+    suites, runs = resolved_selection(args)
     if args.data == "synth":
         log.info("sweep: %d run(s) of %s on the embedded synthetic data (%s); for the paper's "
                  "data: make benchmark DATA=ntu NTU_ROOT=<folder of prepared stores>", len(runs),
@@ -99,18 +116,19 @@ def _run(args: argparse.Namespace) -> int:
                          args.device, args.data_root)
         print(f"submitted {len(jobs)} run(s) to Slurm; `sweep status` follows them")
         return 0
-    counts = run_local(runs, args.out, args.workers, args.threads, args.device, args.data_root)
+    counts = run_local(runs, args.out, args.workers, args.threads, args.device, args.data_root,
+                       rerun_stale=args.rerun_stale)
     return 1 if counts["failed"] else 0
 
 
 def _status(args: argparse.Namespace) -> int:
     from .sweep import STATES, describe, statuses
 
-    _, runs = selection(args)
+    _, runs = resolved_selection(args)
     states = statuses(runs, args.out)
     for st in states:
-        print(f"{st.spec.run_id}  {st.state:<10}  {describe(st.spec)}")
-        if st.state == "failed" and st.detail:
+        print(f"{st.run_id}  {st.state:<10}  {describe(st.spec)}")
+        if st.state in ("failed", "stale", "broken") and st.detail:
             print("    " + st.detail.replace("\n", "\n    "))
     total = {s: sum(st.state == s for st in states) for s in STATES}
     print(f"{len(states)} run(s): " + ", ".join(f"{v} {k}" for k, v in total.items()))
@@ -120,9 +138,9 @@ def _status(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from .sweep import describe
 
-    suites, runs = selection(args)
-    for spec in runs:
-        print(f"{spec.run_id}  {describe(spec)}")
+    suites, runs = resolved_selection(args)
+    for run in runs:
+        print(f"{run.run_id}  {describe(run.spec)}")
     print(f"{len(runs)} run(s) in {', '.join(s.name for s in suites)}")
     return 0
 
@@ -137,7 +155,7 @@ def _report(args: argparse.Namespace) -> int:
     from .report import build_reports
 
     suites, _ = selection(args)
-    written = build_reports(suites, args.out, args.results)
+    written = build_reports(suites, args.out, args.results, args.data_root, args.device)
     for path in written:
         print(path)
     return 0

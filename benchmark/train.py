@@ -388,6 +388,7 @@ class Trainer:
         bar = tqdm(self._batches(loader, aux, n), total=n, leave=False, disable=self.quiet,
                    desc=f"{stage.name} {epoch + 1}/{self.stage_epochs(stage)}")
         for parts, aux_parts in bar:
+            self._check_finite(parts, self.data.train_idx, "training")
             batch = self._to_batch(parts, stage.views)
             if aux_parts is not None:
                 batch.aux = self._to_batch(aux_parts, stage.views)
@@ -398,7 +399,8 @@ class Trainer:
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise BenchmarkError(f"training diverged: loss {value} at stage {s} epoch {epoch} "
-                                     f"step {steps} (the last checkpoint is the previous epoch)")
+                                     f"step {steps} on clips {self._clip_names(parts[2], self.data.train_idx)} "
+                                     f"(the last checkpoint is the previous epoch)")
             opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(opt)
@@ -410,6 +412,22 @@ class Trainer:
                 terms[k] = terms.get(k, 0.0) + float(v)
             bar.set_postfix(loss=f"{value:.3f}", refresh=False)
         return loss_sum, steps, terms
+
+    def _clip_names(self, pos: torch.Tensor, rows: np.ndarray, limit: int = 5) -> str:
+        names = [self.data.store.names[int(rows[int(p)])] for p in pos.tolist()[:limit]]
+        return ", ".join(names) + (" ..." if len(pos) > limit else "")
+
+    def _check_finite(self, parts: tuple[torch.Tensor, ...], rows: np.ndarray, what: str) -> None:
+        """Stop on NaN / inf input (a corrupt store), naming the clips: never train or report
+        on it. One reduction per batch; the per-clip search runs only when it fails."""
+        x, _, pos = parts
+        if bool(torch.isfinite(x).all()):
+            return
+        per = x if x.shape[0] == len(pos) else x.transpose(0, 1)  # views first -> clips first
+        bad = (~torch.isfinite(per)).reshape(len(pos), -1).any(1)
+        raise BenchmarkError(f"{self.data.store.root}: non-finite values (NaN/inf) in {what} clips "
+                             f"{self._clip_names(pos[bad.to(pos.device)], rows)}: the store is "
+                             f"corrupt; prepare it again")
 
     def _compiled(self, module: nn.Module) -> nn.Module:
         """``compile_module(module)``, built once per module (a new stage's DDP wrapper is a
@@ -427,8 +445,9 @@ class Trainer:
         self.model.eval()
         outs = []
         try:
-            for x, _, _ in tqdm(self.test_loader, total=len(self.test_loader), leave=False,
-                                disable=self.quiet, desc="test"):
+            for x, y, pos in tqdm(self.test_loader, total=len(self.test_loader), leave=False,
+                                  disable=self.quiet, desc="test"):
+                self._check_finite((x, y, pos), self.data.test_idx, "test")
                 with self._autocast():
                     outs.append(self.method.predict(self.model, x, self.ctx).float().cpu())
         finally:

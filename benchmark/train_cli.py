@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     if not args.checkpoint.is_file():
         raise BenchmarkError(f"{args.checkpoint}: no such checkpoint file")
+    if args.out is not None:  # fail before computing anything, not after
+        _check_writable_file(args.out)
     dev = resolve_device(args.device)
     configure_determinism(dev)
     obj = read_weights_only(args.checkpoint, map_location="cpu")
@@ -129,7 +132,13 @@ def _eval(args: argparse.Namespace) -> int:
         if args.overrides or args.method:
             raise BenchmarkError("--method/--set apply to official weights only; a run's "
                                  "checkpoint carries its own spec")
-        saved = RunSpec.from_dict(obj["spec"])
+        saved_spec = obj.get("spec")
+        request = saved_spec.get("request") if isinstance(saved_spec, dict) else None
+        if not isinstance(request, dict):
+            raise BenchmarkError(f"{args.checkpoint}: a checkpoint of an older version (no run "
+                                 f"request recorded); evaluate it as official weights is not "
+                                 f"possible either: retrain the run")
+        saved = RunSpec.from_dict(request)
         # the data may be re-pointed (another protocol or test set); the model stays the run's
         fields = {k: getattr(args, k) for k in ("dataset", "protocol", "imbalance", "n_max", "split_list")
                   if getattr(args, k) is not None}
@@ -166,6 +175,15 @@ def _eval(args: argparse.Namespace) -> int:
                                   "units": "fraction in [0, 1]", **m})
         _io.save_npy(Path(args.out).with_suffix(".logits.npy"), logits.astype(np.float16))
     return 0
+
+
+def _check_writable_file(path: Path) -> None:
+    path = Path(path)
+    if path.is_dir():
+        raise BenchmarkError(f"{path}: --out names a folder; give a .json file path")
+    folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise BenchmarkError(f"{folder}: not writable (permission denied); choose another --out")
 
 
 def _methods(args: argparse.Namespace) -> int:

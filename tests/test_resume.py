@@ -15,7 +15,7 @@ import torch
 from benchmark.data.synth import load_synth
 from benchmark.method import Method, Stage
 from benchmark.runner import resolve_config, run
-from benchmark.spec import RunSpec, load_run_data, normalise
+from benchmark.spec import RunSpec, load_run_data, normalise, resolve_run
 from benchmark.train import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,14 +45,15 @@ def test_sigkill_then_rerun_equals_uninterrupted(store, tmp_path):
     out_b = tmp_path / "b"
     proc = subprocess.Popen([sys.executable, "-m", "benchmark", "train", *args, "--out", str(out_b)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = out_b / spec.run_id / "last.pt"
+    run_id = resolve_run(spec).run_id
+    ckpt = out_b / run_id / "last.pt"
     deadline = time.monotonic() + 120
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert ckpt.exists(), "the run never wrote a checkpoint"
-    assert not (out_b / spec.run_id / "done").exists(), "killed too late: the run had finished"
+    assert not (out_b / run_id / "done").exists(), "killed too late: the run had finished"
     done_epochs = len(torch.load(ckpt, weights_only=True)["history"])
     assert 1 <= done_epochs < 3
     resumed = run(spec, out_b, threads=1)

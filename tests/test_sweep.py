@@ -11,11 +11,12 @@ import pytest
 import methods  # noqa: F401  (registers every method)
 from benchmark.data.synth import load_synth
 from benchmark.errors import BenchmarkError
+from benchmark.identity import code_digest
 from benchmark.method import METHODS
 from benchmark.runner import run_lock
 from benchmark.spec import RunSpec, normalise
 from benchmark.suites import DATA_PROFILES, get_suites, schedule_hparams, unique_runs
-from benchmark.sweep import parse_shard, run_local, shard, state_of, statuses
+from benchmark.sweep import parse_shard, resolve_all, run_local, shard, state_of, statuses
 
 from conftest import REPO, assert_one_line_error, run_cli
 
@@ -31,19 +32,19 @@ def test_table1_covers_every_registered_method():
 def test_every_spec_normalises_and_shared_cells_are_one_run(data):
     suites = get_suites("all", data, seeds=(0, 1, 2))
     runs = [normalise(s) for s in unique_runs(suites)]
-    assert len({r.run_id for r in runs}) == len(runs)
-    ids = {s.name: {normalise(c.spec).run_id for c in s.cells} for s in suites}
+    assert len({r.request_key for r in runs}) == len(runs)
+    ids = {s.name: {normalise(c.spec).request_key for c in s.cells} for s in suites}
     # Table 3's IF-100 CE / Shap-Mix, Table 8's Shapley-RW and Fig. 4 reuse Table 1's runs
     by_name = {s.name: s for s in suites}
-    t1_ce = {normalise(c.spec).run_id for c in by_name["table1"].cells if c.row == "Cross-Entropy"}
-    t3_ce = {normalise(c.spec).run_id for c in by_name["table3"].cells if c.row == "Cross-Entropy"}
+    t1_ce = {normalise(c.spec).request_key for c in by_name["table1"].cells if c.row == "Cross-Entropy"}
+    t3_ce = {normalise(c.spec).request_key for c in by_name["table3"].cells if c.row == "Cross-Entropy"}
     assert len(t1_ce & t3_ce) == 1  # the ladder's step at Table 1's setting (IF 100; UCLA IF 10)
     assert ids["fig4"] <= ids["table1"]
     shapley_rw = [c for c in by_name["table8"].cells if (c.row, c.col) == ("Shapley", "RW")][0]
     t1_shap = [c for c in by_name["table1"].cells if c.row == "Shap-Mix"][0]
-    assert normalise(shapley_rw.spec).run_id == normalise(t1_shap.spec).run_id  # default options
+    assert normalise(shapley_rw.spec).request_key == normalise(t1_shap.spec).request_key  # default options
     random_rw = [c for c in by_name["table8"].cells if (c.row, c.col) == ("Random", "RW")][0]
-    assert normalise(random_rw.spec).run_id in ids["table13"]  # Table 13's ST-Mix row
+    assert normalise(random_rw.spec).request_key in ids["table13"]  # Table 13's ST-Mix row
     # three seeds per cell
     assert len(runs) == 3 * len({(r.method, json.dumps(r.hparams, sort_keys=True), r.dataset,
                                   r.imbalance, r.profile) for r in runs})
@@ -75,8 +76,8 @@ def test_bad_selection_is_one_error(kwargs, needle):
 def test_shards_are_disjoint_and_cover():
     runs = [normalise(s) for s in unique_runs(get_suites("all", "synth", seeds=(0, 1)))]
     parts = [shard(runs, i, 3) for i in (1, 2, 3)]
-    ids = [r.run_id for p in parts for r in p]
-    assert sorted(ids) == sorted(r.run_id for r in runs) and all(parts)
+    ids = [r.request_key for p in parts for r in p]
+    assert sorted(ids) == sorted(r.request_key for r in runs) and all(parts)
     assert parse_shard("2/3") == (2, 3) and parse_shard(None) == (1, 1)
     for bad in ("0/3", "4/3", "a/b", "3"):
         with pytest.raises(BenchmarkError, match="shard"):
@@ -91,9 +92,9 @@ def store(tmp_path_factory):
 
 
 def _specs(store, methods_=("ce", "balanced_softmax"), **hp):
-    return [normalise(RunSpec(dataset=str(store), method=m, imbalance=10, n_max=40, profile="smoke",
-                              hparams=dict(hp) if m == "shap_mix" else {}, train={"epochs": 2}))
-            for m in methods_]
+    return resolve_all([RunSpec(dataset=str(store), method=m, imbalance=10, n_max=40, profile="smoke",
+                                hparams=dict(hp) if m == "shap_mix" else {}, train={"epochs": 2})
+                        for m in methods_])
 
 
 def test_states_follow_the_folder(store, tmp_path):
@@ -105,16 +106,29 @@ def test_states_follow_the_folder(store, tmp_path):
     with run_lock(d):
         assert state_of(spec, tmp_path).state == "running"
     (d / "done").write_text("x")
+    assert state_of(spec, tmp_path).state == "broken"  # done without a readable final.json
+    (d / "final.json").write_text('{"top1": 0.5, "identity"')  # truncated
+    st = state_of(spec, tmp_path)
+    assert st.state == "broken" and "unreadable" in st.detail
+    code = code_digest("ce")
+    final = {"top1": 0.5, "identity": spec.identity, "code": code}
+    (d / "final.json").write_text(json.dumps(final))
     assert state_of(spec, tmp_path).state == "done"
+    # made by other code: stale, naming the file that changed
+    other = {**code, "files": {**code["files"], "methods/ce.py": "0" * 64}}
+    other["digest"] = "1" * 64
+    (d / "final.json").write_text(json.dumps({**final, "code": other}))
+    st = state_of(spec, tmp_path)
+    assert st.state == "stale" and st.detail == "made by other code: methods/ce.py"
 
 
 def test_sweep_runs_missing_skips_done_and_records_failures(store, tmp_path):
     good = _specs(store)
-    bad = normalise(RunSpec(dataset=str(store), method="shap_mix", imbalance=10, n_max=40,
-                            profile="smoke", hparams={"guidance": "bogus"}))
+    (bad,) = resolve_all([RunSpec(dataset=str(store), method="shap_mix", imbalance=10, n_max=40,
+                                  profile="smoke", hparams={"guidance": "bogus"})])
     counts = run_local(good + [bad], tmp_path, workers=2, threads=1)
     assert counts == {"done before": 0, "running elsewhere": 0, "finished": 2, "failed": 1}
-    st = {s.spec.run_id: s for s in statuses(good + [bad], tmp_path)}
+    st = {s.run_id: s for s in statuses(good + [bad], tmp_path)}
     assert all(st[s.run_id].state == "done" for s in good)
     assert st[bad.run_id].state == "failed" and "guidance" in st[bad.run_id].detail
     mtimes = {s.run_id: (tmp_path / s.run_id / "final.json").stat().st_mtime_ns for s in good}
@@ -127,18 +141,18 @@ def _cli_sweep(store, out, *extra):
     # a sweep over a tiny store: `sweep run` of the smoke suite would need the full synth
     # data; this drives run_local through a small script instead, as the CLI does
     code = ("import sys, logging; logging.basicConfig(level=logging.INFO, format='%(message)s');"
-            "import methods; from benchmark.spec import RunSpec, normalise;"
-            "from benchmark.sweep import run_local;"
-            f"specs=[normalise(RunSpec(dataset={str(store)!r}, method=m, imbalance=10, n_max=40,"
-            "profile='smoke', train={'epochs': 3})) for m in ('ce', 'focal')];"
+            "import methods; from benchmark.spec import RunSpec;"
+            "from benchmark.sweep import resolve_all, run_local;"
+            f"specs=resolve_all([RunSpec(dataset={str(store)!r}, method=m, imbalance=10, n_max=40,"
+            "profile='smoke', train={'epochs': 3}) for m in ('ce', 'focal')]);"
             f"run_local(specs, {str(out)!r}, workers=1, threads=1)")
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
 def test_killed_sweep_resumes_without_loss_or_duplicates(store, tmp_path):
-    specs = [normalise(RunSpec(dataset=str(store), method=m, imbalance=10, n_max=40,
-                               profile="smoke", train={"epochs": 3})) for m in ("ce", "focal")]
+    specs = resolve_all([RunSpec(dataset=str(store), method=m, imbalance=10, n_max=40,
+                                 profile="smoke", train={"epochs": 3}) for m in ("ce", "focal")])
     proc = _cli_sweep(store, tmp_path)
     first = tmp_path / specs[0].run_id / "last.pt"
     deadline = time.monotonic() + 120
@@ -164,7 +178,8 @@ def test_cli_status_and_list(tmp_path):
     assert p.returncode == 0 and "6 run(s) in table7" in p.stdout
     p = run_cli("sweep", "status", "--data", "synth", "--suite", "table7", "--seeds", "0",
                 "--out", str(tmp_path))
-    assert p.returncode == 0 and "3 run(s): 0 done, 0 running, 0 unfinished, 0 failed, 3 missing" in p.stdout
+    assert p.returncode == 0 and ("3 run(s): 0 done, 0 stale, 0 broken, 0 running, 0 unfinished, "
+                                  "0 failed, 3 missing") in p.stdout
     assert_one_line_error(run_cli("sweep", "run", "--data", "synth", "--suite", "tabel1"),
                           "unknown suite", "tabel1")
     assert_one_line_error(run_cli("sweep", "run", "--shard", "5/4"), "shard")

@@ -13,7 +13,7 @@ from benchmark.errors import BenchmarkError
 import methods  # noqa: F401  (registers every method before the parametrisation)
 from benchmark.method import METHODS, Method, Stage
 from benchmark.runner import resolve_config, run
-from benchmark.spec import RunSpec, load_run_data, normalise, resolve_dataset
+from benchmark.spec import RunSpec, load_run_data, normalise, resolve_dataset, resolve_run
 from benchmark.train import Trainer
 
 RUN_FILES = ("spec.json", "env.json", "log.txt", "metrics.jsonl", "last.pt", "final.json",
@@ -72,18 +72,19 @@ def test_overrides_are_checked():
         TrainConfig(amp="fp8")
 
 
-def test_run_id_is_canonical():
-    a = normalise(RunSpec("synth", "ce", imbalance=100, train={"base_lr": 1}, hparams={}))
-    b = normalise(RunSpec("synth", "ce", imbalance=100.0, train={"base_lr": 1.0}))
+def test_run_id_is_canonical(tmp_path_factory):
+    store = str(tiny_store(tmp_path_factory))
+    a = resolve_run(RunSpec(store, "ce", imbalance=10, n_max=40, train={"base_lr": 1}, hparams={}))
+    b = resolve_run(RunSpec(store, "ce", imbalance=10.0, n_max=40, train={"base_lr": 1.0}))
     assert a.run_id == b.run_id and len(a.run_id) == 12
-    assert a.run_id != normalise(RunSpec("synth", "ce", imbalance=100, seed=1)).run_id
+    assert a.run_id != resolve_run(RunSpec(store, "ce", imbalance=10, n_max=40, seed=1)).run_id
     c = normalise(RunSpec("synth", "logit_adjust", hparams={"tau": 2}, train={"milestones": [3]}))
     assert c.hparams == {"tau": 2.0} and c.train == {"milestones": [3]}
-    assert RunSpec.from_dict(json.loads(json.dumps(c.to_dict()))).run_id == c.run_id
+    assert RunSpec.from_dict(json.loads(json.dumps(c.to_dict()))).request_key == c.request_key
     # an override equal to the default (tau 1, the lt profile's epochs) is no override
     d = normalise(RunSpec("synth", "logit_adjust", hparams={"tau": 1}, train={"epochs": 100}))
     assert d.hparams == {} and d.train == {}
-    assert d.run_id == normalise(RunSpec("synth", "logit_adjust")).run_id
+    assert d.request_key == normalise(RunSpec("synth", "logit_adjust")).request_key
 
 
 def test_missing_store_names_the_prepare_command(tmp_path):
@@ -129,9 +130,14 @@ def test_smoke_run_writes_every_file(smoke_run):
     top1 = (logits.astype(np.float32).argmax(1) == labels).mean()
     assert top1 == pytest.approx(final["top1"], abs=1 / 36)  # float16 rounding may flip a tie
     ckpt = torch.load(d / "last.pt", weights_only=True)  # no pickled objects inside
-    assert ckpt["cursor"] == {"stage": 1, "epoch": 0} and ckpt["spec"] == final["spec"]
+    assert ckpt["cursor"] == {"stage": 1, "epoch": 0}
+    assert ckpt["spec"]["identity"] == final["identity"] and ckpt["spec"]["request"] == final["spec"]
     assert {"torch", "numpy", "python", "generator"} <= set(ckpt["rng"])
-    assert json.loads((d / "spec.json").read_text()) == final["spec"]
+    spec_json = json.loads((d / "spec.json").read_text())
+    assert spec_json["identity"] == final["identity"] and spec_json["request"] == final["spec"]
+    assert spec_json["run_id"] == final["run_id"] == d.name
+    # the code that made the run is recorded
+    assert final["code"]["files"]["methods/ce.py"] and len(final["code"]["digest"]) == 64
     env = json.loads((d / "env.json").read_text())
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
 
@@ -262,7 +268,7 @@ def _compile_pair(tmp_path_factory, method="ce"):
         trainer = Trainer(spec, cfg, load_run_data(spec, cfg), torch.device("cpu"))
         logits = trainer.fit()
         trainer.close()
-        out[flag] = (trainer, logits, spec.run_id)
+        out[flag] = (trainer, logits, resolve_run(spec).run_id)
     return out
 
 

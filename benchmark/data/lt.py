@@ -82,7 +82,8 @@ def load_lt(store: Store | str | os.PathLike, protocol: str | None = None, *,
             raise bad_file(path, f"{len(outside)} samples are not in the {protocol} training part "
                                  f"({where}), e.g. {outside[0]}")
         info = {"source": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                "known_list": path.name in splits.PUBLISHED}
+                "known_list": path.name in splits.PUBLISHED,
+                **list_label(path, names, C, imbalance, n_max)}
     elif imbalance is not None:
         if n_max is None:
             if (dataset, protocol) not in N_MAX:
@@ -90,13 +91,71 @@ def load_lt(store: Store | str | os.PathLike, protocol: str | None = None, *,
             n_max = N_MAX[(dataset, protocol)]
         names, man = splits.build_split(train_names, C, imbalance, n_max, seed, profile,
                                         source=f"{store.root}/splits/{protocol}_train.txt")
-        info = {"recipe": man["recipe"], "sha256": man["sha256"]}
+        info = {"recipe": man["recipe"], "sha256": man["sha256"], "imbalance": float(imbalance),
+                "n_max": int(n_max), "label_source": "built with this recipe"}
     else:
         names, info = train_names, {"recipe": "full training part (no long-tail subsampling)"}
     train_idx = store.indices(names, source=split_list or "training list")
     test_idx = store.indices(test_names, source=f"{protocol}_test")
     counts = np.bincount(store.labels[train_idx], minlength=C)
     return LTData(store, dataset, protocol, train_idx, test_idx, counts, info)
+
+
+def list_label(path: Path, names: list[str], num_classes: int, imbalance: float | None,
+               n_max: int | None) -> dict:
+    """The imbalance factor and head size a split list was made with, from what it is.
+
+    In order: its ``<stem>.manifest.json`` (written by ``data splits``), the published list it
+    is (by name and sha256), else measured from its class sizes (IF = largest / smallest).
+    An ``imbalance`` / ``n_max`` given beside the list must agree with that.
+
+    Raises:
+        BenchmarkError: a contradiction, or a manifest that describes another list.
+    """
+    import json
+
+    from .names import label_of
+
+    counts = np.bincount([label_of(n) for n in names], minlength=num_classes)
+    declared, source = None, None
+    man_path = path.with_suffix(".manifest.json")
+    if man_path.is_file():
+        try:
+            man = json.loads(man_path.read_text(encoding="utf-8"))
+            digest = man.get("sha256")
+            recipe = man.get("recipe") or {}
+            src = recipe.get("imported") if "imported" in recipe else recipe
+        except (OSError, ValueError, AttributeError) as e:
+            raise bad_file(man_path, f"unreadable split manifest ({e})") from None
+        if digest != hashlib.sha256(splits.list_bytes(names)).hexdigest():
+            raise bad_file(man_path, f"describes another list than {path.name} (its sha256 "
+                                     f"differs): rebuild the list or remove the stale manifest")
+        if isinstance(src, dict) and src.get("imbalance") is not None:
+            declared = (float(src["imbalance"]), src.get("n_max"))
+            source = f"{man_path.name}"
+    if declared is None and path.name in splits.PUBLISHED:
+        sha, _, imb, nm = splits.PUBLISHED[path.name]
+        if hashlib.sha256(path.read_bytes()).hexdigest() == sha:
+            declared, source = (float(imb), nm), f"published list {path.name}"
+    present = counts[counts > 0]
+    big, small = int(present.max()), int(present.min())
+    if declared is not None:
+        label_if, label_n = declared[0], declared[1] if declared[1] is not None else big
+        if imbalance is not None and abs(float(imbalance) - label_if) > 1e-9 * label_if:
+            raise bad_file(path, f"--imbalance {imbalance:g} contradicts the list, made with "
+                                 f"IF {label_if:g} ({source}); drop --imbalance or use another list")
+        if n_max is not None and int(n_max) != int(label_n):
+            raise bad_file(path, f"--n-max {n_max} contradicts the list, made with n_max "
+                                 f"{label_n} ({source})")
+        return {"imbalance": label_if, "n_max": int(label_n), "label_source": source}
+    # no record: the class sizes are the evidence (exp/step profiles: n_min = int(n_max / IF))
+    if imbalance is not None and small != int(big / float(imbalance)):
+        raise bad_file(path, f"--imbalance {imbalance:g} contradicts the list's class sizes "
+                             f"({big} .. {small} clips: IF ~ {big / small:.3g}); drop --imbalance")
+    if n_max is not None and int(n_max) != big:
+        raise bad_file(path, f"--n-max {n_max} contradicts the list's largest class ({big} clips)")
+    return {"imbalance": float(imbalance) if imbalance is not None else round(big / small, 6),
+            "n_max": big, "label_source": "measured from the list's class sizes"}
 
 
 def raw_mean_clip(store: Store, rows: np.ndarray, frames: int, chunk: int = 512) -> np.ndarray:
