@@ -41,10 +41,10 @@ RUNS ?= results/runs
 SEEDS ?=
 NTU_ROOT ?=
 SWEEP_ARGS = --data $(DATA) --out $(RUNS) $(if $(filter-out default,$(PROFILE)),--profile $(PROFILE)) \
-	$(if $(SEEDS),--seeds $(SEEDS)) $(if $(NTU_ROOT),--data-root $(NTU_ROOT))
+	$(if $(SEEDS),--seeds $(SEEDS)) $(if $(NTU_ROOT),--data-root $(NTU_ROOT)) --device $(DEVICE)
 
 benchmark:
-	$(PYTHON) -m benchmark sweep run $(SWEEP_ARGS) --workers $(WORKERS) --device $(DEVICE)
+	$(PYTHON) -m benchmark sweep run $(SWEEP_ARGS) --workers $(WORKERS)
 	$(PYTHON) -m benchmark report $(SWEEP_ARGS)
 
 report:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +65,8 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         if self.imbalance is not None:
-            if not float(self.imbalance) >= 1:
-                raise BenchmarkError(f"imbalance factor must be >= 1, got {self.imbalance}")
+            if not (math.isfinite(float(self.imbalance)) and float(self.imbalance) >= 1):
+                raise BenchmarkError(f"imbalance factor must be a finite number >= 1, got {self.imbalance}")
             # 100 and 100.0 must give one run id
             object.__setattr__(self, "imbalance", float(self.imbalance))
         if self.seed < 0:

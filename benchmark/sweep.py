@@ -185,7 +185,8 @@ def run_local(runs: list[ResolvedRun], out: str | os.PathLike, workers: int = 1,
     out = Path(out)
     states = statuses(runs, out)
     redo = ("missing", "unfinished", "failed", "broken") + (("stale",) if rerun_stale else ())
-    todo = [st.run for st in states if st.state in redo]
+    # seed by seed (stable within a seed): an interrupted sweep leaves whole one-seed tables
+    todo = sorted((st.run for st in states if st.state in redo), key=lambda r: r.spec.seed)
     kept = ("done",) if rerun_stale else ("done", "stale")
     counts = {"done before": sum(st.state in kept for st in states),
               "running elsewhere": sum(st.state == "running" for st in states),

@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p = ssub.add_parser(name, help=helptext)
         _selection_args(p)
         p.set_defaults(func=_run if name == "run" else _status if name == "status" else _list)
+        p.add_argument("--only", default=None, metavar="METHODS",
+                       help="comma list of methods: only their runs (e.g. ce,shap_mix)")
         if name == "run":
             p.add_argument("--workers", type=int, default=1, help="parallel local runs")
             p.add_argument("--threads", type=int, default=None,
@@ -83,6 +85,14 @@ def selection(args: argparse.Namespace):
             raise BenchmarkError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
     suites = get_suites(args.suite, args.data, seeds, args.profile)
     runs = unique_runs(suites)
+    only = getattr(args, "only", None)
+    if only:
+        from .method import METHODS
+
+        wanted = [m.strip() for m in only.split(",") if m.strip()]
+        for m in wanted:
+            METHODS.get(m)  # an unknown name: one error with did-you-mean
+        runs = [r for r in runs if r.method in wanted]
     i, n = parse_shard(getattr(args, "shard", None))
     return suites, shard(runs, i, n)
 

@@ -188,6 +188,12 @@ def test_a_corrupt_checkpoint_says_which_file_to_delete(done_run, store, tmp_pat
 
 
 # --------------------------------------------------------------------- run-level input
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 0.5])
+def test_a_degenerate_imbalance_factor_is_refused(store, bad):
+    with pytest.raises(BenchmarkError, match="finite number >= 1"):
+        spec_of(store, imbalance=bad)
+
+
 def test_bad_threads_and_out_are_one_line(store, tmp_path):
     args = ["train", "--dataset", store, "--method", "ce", "--imbalance", "10", "--n-max", "40",
             "--profile", "smoke"]
