@@ -78,7 +78,7 @@ def test_brl_recipe_reference_and_invariants():
     splits.build_split(train, 6, 10, 20, seed=3)
     assert (np.random.get_state()[1] == state).all()
     # nested: a higher IF keeps per-class prefixes of a lower IF (same shuffles)
-    n100, _ = splits.build_split(train, 6, 100, 20, seed=0)
+    n100, _ = splits.build_split(train, 6, 20, 20, seed=0)  # IF 100 would leave classes empty
     for c in range(6):
         a = [n for n in names if int(n[-3:]) == c + 1]
         b = [n for n in n100 if int(n[-3:]) == c + 1]

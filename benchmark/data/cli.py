@@ -36,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="ntu-npz: CTR-GCN's data/ntu*/statistics folder (sample names of the rows)")
     pp.add_argument("--protocol", default=None, help="ntu-npz: which protocol the .npz holds (xsub, xview, xset)")
     pp.add_argument("--seed", type=int, default=0, help="synth: generator seed")
-    pp.add_argument("--force", action="store_true", help="replace an existing store at --out")
+    pp.add_argument("--force", action="store_true",
+                    help="replace an existing store at --out (never a folder holding anything else)")
     pp.set_defaults(func=_prepare)
 
     sp = dsub.add_parser("splits", help="build or import a long-tailed train list")
@@ -56,14 +57,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from .store import check_replaceable
+
     if args.workers < 1:
         raise BenchmarkError(f"--workers must be >= 1, got {args.workers}")
     out = Path(args.out)
-    if out.exists() and not args.force:
-        if (out / "manifest.json").is_file():
-            raise BenchmarkError(f"{out}: a prepared store is already there (pass --force to replace it)")
-        if out.is_file() or any(out.iterdir()):
-            raise BenchmarkError(f"{out}: exists and is not empty; choose another --out")
+    if os.path.lexists(out):
+        if out.is_file():
+            raise BenchmarkError(f"{out}: is a file, not a store folder; choose another --out")
+        if not args.force:
+            if (out / "manifest.json").is_file():
+                raise BenchmarkError(f"{out}: a prepared store is already there (pass --force to replace it)")
+            if not out.is_dir() or any(out.iterdir()):
+                raise BenchmarkError(f"{out}: exists and is not empty; choose another --out")
+        # --force replaces a store of ours only, and only if it holds nothing else; checked
+        # here to fail before any parsing, and again by StoreWriter when it publishes
+        check_replaceable(out)
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():  # fail before parsing, not when writing
+        raise BenchmarkError(f"{out}: cannot create this folder, {blocker} is a file")
     module, func = PREPARERS[args.dataset]
     fn = getattr(importlib.import_module(module), func)
     fn(args)

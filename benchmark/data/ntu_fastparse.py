@@ -260,7 +260,8 @@ def fast_layout(raw: bytes, path: str | Path) -> Layout | None:
     values = _numbers(raw, s, e)
     if values is None:
         return None
-    xyz = values.astype(np.float32).reshape(-1, NUM_JOINTS, 3)
+    with np.errstate(over="ignore"):  # beyond float32 -> inf, reported by the caller's check
+        xyz = values.astype(np.float32).reshape(-1, NUM_JOINTS, 3)
     if pos < num_tokens:  # the official reader ignores anything after the last frame, so do we
         log.warning("%s: %d extra tokens after the last frame ignored", path, num_tokens - pos)
     occ_ids = [raw[i:j] for i, j in zip(starts[first].tolist(), ends[first].tolist())]

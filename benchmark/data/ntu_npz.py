@@ -134,7 +134,8 @@ def import_npz(npz: Path, out: Path, stats: Path | None, protocol: str | None = 
                         x = _read_rows(f, dtype, (300, 150), n, npz, key).astype(np.float32)
                         if not np.isfinite(x).all():
                             bad = start + int(np.flatnonzero(~np.isfinite(x).all(axis=(1, 2)))[0])
-                            raise bad_file(npz, f"{key} row {bad} contains NaN or inf")
+                            raise bad_file(npz, f"{key} row {bad} (sample {all_names[offset + bad]}) "
+                                                "contains NaN or inf")
                         rows = row_of[offset + start: offset + start + n]
                         # (n, T, 150) -> (n, T, M, V, C) -> (n, C, T, V, M), the feeder's reshape
                         w.data[rows] = x.reshape(n, 300, 2, 25, 3).transpose(0, 4, 1, 3, 2)

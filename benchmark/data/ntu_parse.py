@@ -14,6 +14,7 @@ import logging
 import operator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,8 @@ def _reference_layout(raw: bytes, path: str | Path) -> Layout:
     index = (np.asarray(occ_start)[:, None, None] + _XYZ_OFFSETS).ravel().tolist()
     try:
         # text -> float64 -> float32 matches the official np.array(str_tokens, dtype=float32)
-        xyz = np.array(operator.itemgetter(*index)(tok), dtype=np.float64).astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32 -> inf, reported by _build
+            xyz = np.array(operator.itemgetter(*index)(tok), dtype=np.float64).astype(np.float32)
     except ValueError as e:
         raise bad_file(path, f"non-numeric joint coordinate ({e})") from None
     return num_frames, kept, dropped, occ_ids, occ_frame, xyz.reshape(-1, NUM_JOINTS, 3)
@@ -165,9 +167,13 @@ def read_skeleton(path: str | Path) -> RawSequence:
 def sequence_from_raw(seq: RawSequence, path: str | Path, max_frames: int = MAX_FRAMES) -> np.ndarray:
     """Denoise and translate a parsed file: (L, 75) for one actor or (L, 150) for two."""
     try:
-        out = translate(denoised_joints(seq.bodies, seq.num_frames))
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, reported below
+            out = translate(denoised_joints(seq.bodies, seq.num_frames))
     except SkeletonError as e:
         raise bad_file(path, str(e)) from None
+    if not np.isfinite(out).all():  # finite input, but too large to translate within float32
+        raise bad_file(path, "NaN or infinite coordinate after translation to the first frame's "
+                             "origin (joint coordinates beyond float32's range)")
     if out.shape[0] > max_frames:
         raise bad_file(path, f"{out.shape[0]} frames after denoising, more than the {max_frames} "
                              "the store holds")
@@ -216,22 +222,49 @@ def parse_chunk(chunk_file: str, names: list[str], paths: list[str],
 
 
 
-def fill_rows(data_file: str, chunk_file: str, row: int, copy_single: bool) -> dict[str, list]:
+def _read_chunk(chunk_file: str, names: list[str] | None) -> tuple[dict | None, str]:
+    """The arrays of a chunk file and "", or None and why it cannot be used."""
+    try:
+        with np.load(chunk_file, allow_pickle=False) as z:
+            c = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 - truncated or corrupt: zipfile, numpy and OS errors alike
+        return None, f"{type(e).__name__}: {e}"
+    keys = {"version", "names", "sha1", "sizes", "frames", "lengths", "single", "stats"}
+    if not keys <= c.keys():
+        return None, f"missing arrays {sorted(keys - c.keys())}"
+    k = len(c["names"])
+    if int(c["version"]) != CHUNK_VERSION or (names is not None and c["names"].tolist() != names):
+        return None, "written by another version or for other files"
+    if (c["frames"].ndim != 2 or c["frames"].shape[1] != 150 or len(c["lengths"]) != k
+            or len(c["single"]) != k or int(c["lengths"].sum()) != len(c["frames"])):
+        return None, "inconsistent arrays"
+    return c, ""
+
+
+def fill_rows(data_file: str, chunk_file: str, row: int, copy_single: bool,
+              names: list[str] | None = None, paths: list[str] | None = None) -> dict[str, Any]:
     """Process-pool worker: write one chunk's clips into rows ``row...`` of the store's data.npy.
 
     Each worker maps the (not yet published) ``data.npy`` itself and fills disjoint rows, so
     the 180 KB-per-clip padding and transposition run in parallel. Returns the chunk's names,
-    lengths, file sizes, SHA-1s and counters for the parent to record.
+    lengths, file sizes, SHA-1s and counters for the parent to record, and ``reparsed``: why
+    the chunk file could not be used, if it was parsed again from ``paths`` (a work file
+    truncated by a crash or a full disk heals itself instead of failing every rerun).
     """
-    try:
-        with np.load(chunk_file, allow_pickle=False) as z:
-            c = {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError, EOFError) as e:
-        raise bad_file(chunk_file, f"unreadable work file, delete it and rerun ({e})") from None
     data = np.load(data_file, mmap_mode="r+", allow_pickle=False)
-    k, max_frames = len(c["names"]), data.shape[2]
+    max_frames = data.shape[2]
+    c, problem = _read_chunk(chunk_file, names)
+    if c is None and paths is not None:
+        parse_chunk(chunk_file, names, paths, max_frames)
+        c, again = _read_chunk(chunk_file, names)
+        if c is None:
+            raise bad_file(chunk_file, f"unreadable work file even after parsing it again ({again}); "
+                                       "delete it and rerun")
+    elif c is None:
+        raise bad_file(chunk_file, f"unreadable work file, delete it and rerun ({problem})")
+    k = len(c["names"])
     data[row:row + k] = to_store_layout(c["frames"], c["lengths"], c["single"], max_frames, copy_single)
     data.flush()
     del data
     return {"names": c["names"].tolist(), "lengths": c["lengths"].tolist(), "sizes": c["sizes"].tolist(),
-            "sha1": c["sha1"].tolist(), "stats": c["stats"].tolist()}
+            "sha1": c["sha1"].tolist(), "stats": c["stats"].tolist(), "reparsed": problem}

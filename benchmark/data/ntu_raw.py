@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 import time
 from pathlib import Path
@@ -179,8 +180,10 @@ def _pool(workers: int) -> Iterator[cf.Executor | None]:
     if workers <= 1:
         yield None
         return
-    # spawn, not fork: the parent holds threads (tqdm's monitor) that a fork would copy
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # spawn, not fork: the parent holds threads (tqdm's monitor) that a fork would copy;
+    # workers die with this process, even on kill -9 (they would otherwise wait forever)
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_io.die_with_parent, initargs=(os.getpid(),)) as pool:
         yield pool
 
 
@@ -223,7 +226,7 @@ def run_chunks(names: list[str], paths: list[Path], work: Path, pool: cf.Executo
         log.info("%s: resuming, %d of %d files already parsed", work, done, len(names))
     if not todo:
         return chunks
-    work.mkdir(parents=True, exist_ok=True)
+    _io.make_dirs(work)
     jobs = [(str(chunks[i]), names[slice(*bounds[i])], [str(p) for p in paths[slice(*bounds[i])]],
              max_frames) for i in todo]
     with tqdm(total=len(names), initial=done, unit="file", desc="parse .skeleton",
@@ -238,17 +241,23 @@ def run_chunks(names: list[str], paths: list[Path], work: Path, pool: cf.Executo
 
 
 def _write_rows(w: StoreWriter, pool: cf.Executor | None, chunks: list[Path], names: list[str],
-                chunk_size: int, copy_single: bool, progress: bool) -> tuple[str, dict[str, int]]:
+                chunk_size: int, copy_single: bool, progress: bool,
+                paths: list[Path] | None = None) -> tuple[str, dict[str, int]]:
     """Fill the store from the chunk files; returns the inputs checksum and summed counters.
 
-    The checksum is sha256 over "name<TAB>size<TAB>sha1-of-bytes" lines in row order.
+    The checksum is sha256 over "name<TAB>size<TAB>sha1-of-bytes" lines in row order. With
+    ``paths`` (the raw files in name order), a chunk file that cannot be read is parsed again.
     """
     bounds = _bounds(len(names), chunk_size)
-    jobs = [(str(w.data.filename), str(c), lo, copy_single) for c, (lo, _) in zip(chunks, bounds)]
+    jobs = [(str(w.data.filename), str(c), lo, copy_single, names[lo:hi],
+             None if paths is None else [str(p) for p in paths[lo:hi]])
+            for c, (lo, hi) in zip(chunks, bounds)]
     results: list[Any] = [None] * len(jobs)
     with tqdm(total=len(names), unit="clip", desc="write store", disable=None if progress else True) as bar:
         def finish(i: int, r: dict[str, list]) -> None:
             results[i] = r
+            if r.get("reparsed"):
+                log.warning("%s: unusable work file (%s), parsed its files again", chunks[i], r["reparsed"])
             bar.update(len(r["names"]))
 
         _run(pool, fill_rows, jobs, finish)
@@ -329,7 +338,8 @@ def prepare_ntu(raw_dirs: Sequence[str | Path], out: str | Path, dataset: str, w
         parse_s = time.perf_counter() - t0
         with StoreWriter(out, len(names), T=MAX_FRAMES, V=25, M=2, dataset=dataset,
                          num_classes=info["classes"], layout="ntu25", **manifest) as w:
-            checksum, stats = _write_rows(w, pool, chunks, names, chunk_size, info["copy_single"], progress)
+            checksum, stats = _write_rows(w, pool, chunks, names, chunk_size, info["copy_single"], progress,
+                                          [files[n] for n in names])
             w.manifest["sources"]["inputs_sha256"] = checksum
             w.manifest["stats"] = stats
             _add_protocol_splits(w, dataset, names)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
@@ -63,24 +64,37 @@ DEFAULT_N_MAX = {("ntu60", "xsub"): 600, ("ntu60", "xview"): 600, ("ntu120", "xs
 def _check(num_classes: int, imbalance: float, n_max: int) -> None:
     if num_classes < 2:
         raise BenchmarkError(f"--num-classes must be >= 2, got {num_classes}")
-    if not imbalance >= 1:  # also rejects NaN
-        raise BenchmarkError(f"imbalance factor must be >= 1, got {imbalance}")
+    if not (math.isfinite(imbalance) and imbalance >= 1):  # NaN fails both
+        raise BenchmarkError(f"imbalance factor must be a finite number >= 1, got {imbalance}")
     if n_max < 1:
         raise BenchmarkError(f"n_max must be >= 1, got {n_max}")
+
+
+def _no_empty_class(counts: list[int], imbalance: float, n_max: int, profile: str) -> list[int]:
+    """``counts``, unless the profile leaves a class without clips (a class nobody trains on)."""
+    empty = [c for c, n in enumerate(counts) if n < 1]
+    if empty:
+        raise BenchmarkError(
+            f"imbalance factor {imbalance:g} with n_max {n_max} leaves {len(empty)} of {len(counts)} "
+            f"classes with 0 clips ({profile} profile: the smallest class gets int({n_max} / {imbalance:g}) "
+            f"= 0, from class {empty[0]} on); use n_max >= {math.ceil(imbalance)} or a smaller imbalance factor")
+    return counts
 
 
 @SPLIT_PROFILES.register("exp")
 def exp_counts(num_classes: int, imbalance: float, n_max: int) -> list[int]:
     _check(num_classes, imbalance, n_max)
     r = 1.0 / imbalance  # BRL's imb_factor; the float ops below are BRL's, in its order
-    return [int(n_max * (r ** (c / (num_classes - 1.0)))) for c in range(num_classes)]
+    counts = [int(n_max * (r ** (c / (num_classes - 1.0)))) for c in range(num_classes)]
+    return _no_empty_class(counts, imbalance, n_max, "exp")
 
 
 @SPLIT_PROFILES.register("step")
 def step_counts(num_classes: int, imbalance: float, n_max: int) -> list[int]:
     _check(num_classes, imbalance, n_max)
     head = num_classes // 2
-    return [int(n_max)] * head + [int(n_max * (1.0 / imbalance))] * (num_classes - head)
+    counts = [int(n_max)] * head + [int(n_max * (1.0 / imbalance))] * (num_classes - head)
+    return _no_empty_class(counts, imbalance, n_max, "step")
 
 
 def groups(counts: Sequence[int]) -> dict[str, list[int]]:
@@ -97,6 +111,24 @@ def names_by_class(names: Sequence[str], num_classes: int, source: str = "train 
         if not 0 <= c < num_classes:
             raise bad_file(source, f"sample {n!r} has class {c} outside 0..{num_classes - 1}")
         by_class[c].append(n)
+    return by_class
+
+
+def check_classes(names: Sequence[str], num_classes: int, source: str = "train list") -> list[list[str]]:
+    """Names by class; every class 0..num_classes-1 must have a clip (none outside the range).
+
+    A class with no training clip cannot be trained or evaluated as long-tailed, and a
+    ``--num-classes`` larger than the list's classes is usually the wrong list or count.
+    """
+    by_class = names_by_class(names, num_classes, source)
+    empty = [c for c, v in enumerate(by_class) if not v]
+    if empty:
+        present = [c for c, v in enumerate(by_class) if v]
+        if present and empty == list(range(present[-1] + 1, num_classes)):
+            raise bad_file(source, f"has clips of classes 0..{present[-1]} only, but the number of "
+                                   f"classes is {num_classes} (--num-classes): wrong list or wrong count")
+        raise bad_file(source, f"{len(empty)} of {num_classes} classes have no clip in this list "
+                               f"(class {', '.join(map(str, empty[:5]))}{' ...' if len(empty) > 5 else ''})")
     return by_class
 
 
@@ -143,7 +175,7 @@ def build_split(train_names: Sequence[str], num_classes: int, imbalance: float, 
                 seed: int = 0, profile: str = "exp", source: str = "train list") -> tuple[list[str], dict]:
     """Build a long-tailed list from a train list; returns (names, manifest)."""
     counts = SPLIT_PROFILES.get(profile)(num_classes, imbalance, n_max)
-    avail = [len(v) for v in names_by_class(train_names, num_classes, source)]
+    avail = [len(v) for v in check_classes(train_names, num_classes, source)]
     capped = [c for c in range(num_classes) if avail[c] < counts[c]]
     if capped:
         log.warning("%d classes have fewer train clips than the profile asks for; they keep all "
@@ -208,6 +240,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def cli_main(args: argparse.Namespace) -> int:
     train = read_name_list(args.train_list)
     source = str(args.train_list)
+    check_classes(train, args.num_classes, source)
+    if args.out.is_dir():
+        raise BenchmarkError(f"{args.out}: is a folder; --out names the list file to write")
     if args.import_list is not None:
         names = read_name_list(args.import_list)
         names_by_class(names, args.num_classes, str(args.import_list))

@@ -29,6 +29,7 @@ from ..errors import BenchmarkError, bad_file
 
 STORE_VERSION = 1
 FILES = ("data.npy", "labels.npy", "lengths.npy", "names.txt", "manifest.json")
+SPLITS_DIR = "splits"  # with FILES, everything StoreWriter (so every preparer) writes
 
 
 @dataclass
@@ -105,13 +106,19 @@ def open_store(root: str | os.PathLike) -> Store:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise bad_file(root / "manifest.json", f"malformed JSON ({e})") from None
+    except OSError as e:
+        raise bad_file(root / "manifest.json", f"cannot read ({e.strerror})") from None
+    _check_manifest(root / "manifest.json", manifest)
     try:
         data = np.load(root / "data.npy", mmap_mode="r", allow_pickle=False)
         labels = np.load(root / "labels.npy", allow_pickle=False)
         lengths = np.load(root / "lengths.npy", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise bad_file(root, f"unreadable array ({e})") from None
-    names = (root / "names.txt").read_text(encoding="utf-8").splitlines()
+    try:
+        names = (root / "names.txt").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise bad_file(root / "names.txt", f"unreadable name list ({e})") from None
     n = len(names)
     if data.ndim != 5 or data.shape[0] != n or data.shape[1] != 3 or data.dtype != np.float32:
         raise bad_file(root / "data.npy", f"expected float32 ({n}, 3, T, V, M), got {data.dtype} {data.shape}")
@@ -119,7 +126,66 @@ def open_store(root: str | os.PathLike) -> Store:
         raise bad_file(root, f"labels/lengths do not have one entry per name ({n})")
     if list(data.shape) != manifest.get("shape"):
         raise bad_file(root / "manifest.json", f"shape {manifest.get('shape')} != data.npy {list(data.shape)}")
+    C = manifest["num_classes"]
+    if labels.dtype.kind not in "iu" or (n and not 0 <= labels.min() <= labels.max() < C):
+        raise bad_file(root / "labels.npy", f"expected integer labels in 0..{C - 1}")
+    if lengths.dtype.kind not in "iu" or (n and not 0 <= lengths.min() <= lengths.max() <= data.shape[2]):
+        raise bad_file(root / "lengths.npy", f"expected integer clip lengths in 0..{data.shape[2]}")
     return Store(root, data, labels.astype(np.int64), lengths.astype(np.int64), names, manifest)
+
+
+def _check_manifest(path: Path, manifest: Any) -> None:
+    """The keys every reader relies on, with their types: one line instead of a KeyError later."""
+    if not isinstance(manifest, dict):
+        raise bad_file(path, f"not a store manifest (a JSON {type(manifest).__name__}, not an object)")
+    for key, kind in (("dataset", str), ("num_classes", int), ("layout", str), ("shape", list)):
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            raise bad_file(path, f"not a store manifest: {key!r} is missing or not a {kind.__name__}")
+    if manifest["num_classes"] < 1:
+        raise bad_file(path, f"num_classes must be >= 1, got {manifest['num_classes']}")
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Refuse to replace ``path`` unless it is missing, empty, or a store of ours and nothing else.
+
+    A store of ours has a ``manifest.json`` that parses and carries ``store_version`` and
+    ``dataset``; besides the store's own entries (``FILES``, ``splits/`` with the lists its
+    manifest names) it must hold nothing, so that replacing it never deletes a user's file.
+
+    Raises:
+        BenchmarkError: one line naming ``path`` and what in it is not part of a store.
+    """
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_dir():
+        kind = "a symbolic link" if path.is_symlink() else "a file"
+        raise BenchmarkError(f"{path}: is {kind}, not a store folder; choose another output folder")
+    entries = sorted(e.name for e in path.iterdir())
+    if not entries:
+        return
+    manifest = None
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        pass
+    if not (isinstance(manifest, dict) and "store_version" in manifest and "dataset" in manifest):
+        raise BenchmarkError(f"{path}: not a prepared store (no manifest.json of one), refusing to "
+                             f"replace it; it holds {_shown(entries)}: choose another output folder")
+    foreign = [n for n in entries if n not in FILES + (SPLITS_DIR,)
+               or (n == SPLITS_DIR) != (path / n).is_dir()]
+    splits = path / SPLITS_DIR
+    if SPLITS_DIR not in foreign and splits.is_dir():
+        lists = {f"{k}.txt" for k in manifest.get("splits", []) if isinstance(k, str)}
+        foreign += [f"{SPLITS_DIR}/{e.name}" for e in sorted(splits.iterdir(), key=lambda e: e.name)
+                    if e.name not in lists or not e.is_file()]
+    if foreign:
+        raise BenchmarkError(f"{path}: holds {_shown(foreign)}, not part of a prepared store; "
+                             "refusing to replace it (move those away, or choose another output folder)")
+
+
+def _shown(names: Sequence[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 class StoreWriter:
@@ -134,7 +200,10 @@ class StoreWriter:
             w.manifest["sources"] = {...}
             w.add_split("xsub", "train", names)
 
-    If the block raises, nothing is published and an existing ``out`` is left untouched.
+    If the block raises, nothing is published and an existing ``out`` is left untouched. An
+    existing ``out`` is only replaced if it is a store and nothing else (:func:`check_replaceable`,
+    checked before and after the block), and ``data.npy``'s space is reserved up front: a disk
+    too small fails at the start, with one line.
     """
 
     def __init__(self, out: str | os.PathLike, n: int, *, T: int, V: int, M: int, dataset: str,
@@ -161,10 +230,16 @@ class StoreWriter:
         self._splits[f"{protocol}_{part}"] = list(names)
 
     def __enter__(self) -> "StoreWriter":
-        self._ctx = _io.atomic_dir(self.out)
+        self._ctx = _io.atomic_dir(self.out, check=check_replaceable)
         self.tmp = self._ctx.__enter__()
-        self.data = np.lib.format.open_memmap(self.tmp / "data.npy", mode="w+",
-                                              dtype=np.float32, shape=self.shape)
+        try:
+            self.data = np.lib.format.open_memmap(self.tmp / "data.npy", mode="w+",
+                                                  dtype=np.float32, shape=self.shape)
+            _io.reserve_space(self.tmp / "data.npy", self.out)
+        except BaseException as e:  # discard the temp folder; an OSError becomes one line
+            self.data = None
+            self._ctx.__exit__(type(e), e, e.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

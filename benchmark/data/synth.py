@@ -186,6 +186,9 @@ class SynthParams:
                 raise BenchmarkError(f"synth: {k} must be in 1..{cap} (unique NTU names), got {getattr(self, k)}")
         if not 2 <= self.min_len <= self.T:
             raise BenchmarkError(f"synth: need 2 <= min_len <= T, got min_len={self.min_len}, T={self.T}")
+        for f in fields(self):
+            if isinstance(getattr(self, f.name), float) and not np.isfinite(getattr(self, f.name)):
+                raise BenchmarkError(f"synth: {f.name} must be a finite number, got {getattr(self, f.name)}")
 
 
 def _params(kw: dict[str, Any]) -> SynthParams:
@@ -385,6 +388,10 @@ def write_synth(out: str | Path, p: SynthParams) -> Path:
                      classes=[describe(c) for c in table]) as w:
         start = 0
         for label, data, lengths, nms in iter_synth(p):
+            finite = np.isfinite(data).reshape(len(nms), -1).all(axis=1)
+            if not finite.all():  # e.g. an absurd parameter: never publish NaN for training
+                raise BenchmarkError(f"synth: sample {nms[int(np.argmin(finite))]} has NaN or infinite "
+                                     f"coordinates with these parameters ({asdict(p)})")
             rows = row[start:start + len(nms)]
             start += len(nms)
             w.data[rows] = data
