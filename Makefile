@@ -37,7 +37,8 @@ bench:
 # missing and resumes what is unfinished. DATA=synth (default, embedded, no download) | ucla | ntu.
 WORKERS ?= 2
 DEVICE ?= cpu
-RUNS ?= results/runs
+# real NW-UCLA-LT runs are committed (their small records) so a sweep resumes on any machine
+RUNS ?= $(if $(filter ucla,$(DATA)),results/runs-ucla,results/runs)
 SEEDS ?=
 NTU_ROOT ?=
 SWEEP_ARGS = --data $(DATA) --out $(RUNS) $(if $(filter-out default,$(PROFILE)),--profile $(PROFILE)) \

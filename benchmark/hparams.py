@@ -46,8 +46,10 @@ def _coerce(owner: str, name: str, tp: Any, value: Any) -> Any:
         if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
             return value
     elif origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis and not isinstance(value, (list, tuple)):
+            value = (value,)  # a scalar for a variadic tuple: --set milestones=50 -> (50,)
         if isinstance(value, (list, tuple)):
-            args = typing.get_args(tp)
             elem = args[0] if args else Any
             return tuple(_coerce(owner, name, elem, v) for v in value)
     elif origin is typing.Union or str(origin) == "<class 'types.UnionType'>":

@@ -201,6 +201,10 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
                + f" ± sample standard deviation (ddof 1) over {len(seeds)} "
                f"seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}); "
                f"best in bold. {GROUP_RULE}.")
+    dp = DATA_PROFILES.get(suite.data)
+    if dp is not None and dp.schedule_in_caption:
+        from .suites import schedule_caption
+        caption += "".join(f" {schedule_caption(p)}" for p in suite.schedules)
     foot = [f"{missing} of {len(planned_ids)} runs missing"
             + (" (shown as --; (n=k): mean over the k seeds found)." if missing else ".")]
     if ce is not None and "top1" in suite.metrics:
@@ -221,7 +225,6 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
         foot.append(f"Params: {'thousands' if p_unit == 'K' else 'millions'}, equal over seeds. "
                     f"Train time: per run, in "
                     f"{'minutes (every run took < 1 h)' if t_unit == 'min' else 'hours'}.")
-    dp = DATA_PROFILES.get(suite.data)
     notes = list(suite.notes) + ([f"Data ({suite.data}): {dp.note}."] if dp and dp.note else [])
     multi = any(sum(c.group == g for c in columns) > 1 for g in suite.cols)
     return Table(suite.name, suite.tag, suite.title, ROW_HEADER.get(suite.name, "Method"),

@@ -204,7 +204,12 @@ def _saliency(args: argparse.Namespace) -> int:
     if not ckpt.is_file():
         raise BenchmarkError(f"{args.run_dir}: no last.pt (not a run folder, or no epoch finished)")
     obj = load_checkpoint(ckpt)
-    spec = RunSpec.from_dict(obj["spec"])
+    saved = obj.get("spec")  # {"run_id", "identity", "request"} (benchmark.runner)
+    request = saved.get("request") if isinstance(saved, dict) else None
+    if not isinstance(request, dict):
+        raise BenchmarkError(f"{ckpt}: a checkpoint of an older version (no run request "
+                             f"recorded): retrain the run")
+    spec = RunSpec.from_dict(request)
     state = obj.get("method") or {}
     if not isinstance(state, dict) or "table" not in state:
         raise BenchmarkError(f"{args.run_dir}: run of method {spec.method!r} has no Shap-Mix table "

@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from methods._precision import fp32
 from methods.shapmix import (COMBOS, N_PARTS, exact_combination_values,
                              parts_joint_mask)
 
@@ -69,10 +70,12 @@ def coalition_values(model: torch.nn.Module | Callable, x: torch.Tensor, y: torc
                      batch_size: int = 256) -> torch.Tensor:
     """(32, N) per-clip values softmax(model(x^S))[y] for every coalition S of
     :data:`COALITIONS`. ``model`` is put in eval mode for the call (restored after); a plain
-    callable (logits of a batch) is used as is. ``y``: a class for all clips or (N,) labels."""
+    callable (logits of a batch) is used as is. ``y``: a class for all clips or (N,) labels.
+    The forwards run in fp32 (fp32 inputs, autocast off), inside an autocast region too."""
     N, V = x.shape[0], x.shape[3]
     y = torch.as_tensor(y, device=x.device).expand(N) if torch.as_tensor(y).dim() == 0 else y.to(x.device)
     masks = coalition_masks(layout_parts, V).to(x.device)
+    x = x.float()
     base = baseline.to(x)
     is_module = isinstance(model, torch.nn.Module)
     was = model.training if is_module else None
@@ -85,7 +88,9 @@ def coalition_values(model: torch.nn.Module | Callable, x: torch.Tensor, y: torc
             j = torch.arange(start, min(start + batch_size, len(out)))
             k, i = j // N, j % N
             inp = torch.where(masks[k].view(len(j), 1, 1, V, 1), x[i], base.unsqueeze(0))
-            prob = torch.softmax(model(inp).double(), dim=1)
+            with fp32(x.device):
+                logits = model(inp)
+            prob = torch.softmax(logits.double(), dim=1)
             out[j] = prob[torch.arange(len(j)), y[i]].cpu()
     finally:
         if is_module:

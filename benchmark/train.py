@@ -72,11 +72,13 @@ def make_train_loader(data: RunData, cfg: TrainConfig, seed: int, stage_idx: int
 
     The sampler seed is the same on every rank (one global order, sharded by rank); the
     transform generator gets the rank as an extra key so ranks draw independent augmentations
-    (world_size 1 keeps the single-process seed).
+    (world_size 1 keeps the single-process seed). Training stages see each clip
+    ``cfg.repeat`` times per epoch; a statistics pass (``augment=False``) sees it once.
     """
     sampler = build_sampler(sampler_name, data.train_labels,
                             seed=derive_seed(seed, SAMPLER_STREAM, stage_idx, stream),
-                            rank=rank, world_size=world_size, **kwargs)
+                            rank=rank, world_size=world_size,
+                            repeat=cfg.repeat if augment else 1, **kwargs)
     base_tf = data.train_transform if augment else data.test_transform  # stats passes: no aug
     tf = base_tf if views == 1 else MultiView(base_tf, views)
     rank_key = (rank,) if world_size > 1 else ()
@@ -136,7 +138,8 @@ class Trainer:
         world = self.dist.world_size
         self.method = method or build_method(spec.method, spec.hparams)
         # as DistributedSampler: each rank gets ceil(n / W) positions, cut into local batches
-        per_rank, b = -(-len(data.train_idx) // world), local_batch(cfg.batch_size, world)
+        per_rank = -(-len(data.train_idx) * cfg.repeat // world)  # cfg.repeat: each clip k times
+        b = local_batch(cfg.batch_size, world)
         steps = per_rank // b if cfg.drop_last else -(-per_rank // b)
         if steps < 1:
             raise BenchmarkError(f"{len(data.train_idx)} training clips are fewer than one batch "
@@ -192,8 +195,10 @@ class Trainer:
         c = self.cfg
         peak = stage.lr if stage.lr is not None else c.lr
         warmup = stage.warmup_epochs if stage.warmup_epochs is not None else c.warmup_epochs
-        if (stage.schedule or "step") == "cosine":
-            lr = cosine_lr_at(epoch, peak, warmup, self.stage_epochs(stage))
+        schedule = stage.schedule or "step"
+        if schedule in ("cosine", "cosine_shifted"):
+            lr = cosine_lr_at(epoch, peak, warmup, self.stage_epochs(stage),
+                              shift=int(schedule == "cosine_shifted"))
         else:
             steps = stage.milestones if stage.milestones is not None else c.milestones
             lr = lr_at(epoch, peak, warmup, steps, c.lr_decay)

@@ -69,6 +69,7 @@ from benchmark.losses import cross_entropy
 from benchmark.method import Batch, Context, Method, Out, Stage, register_method
 
 from ._losses import check_choice, switch_epoch
+from ._precision import fp32, fp32_eval_forward
 
 FEATURE, STATS, FINETUNE = "feature", "statistics", "finetune"
 
@@ -107,10 +108,11 @@ def grad_cam(feat_map: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Te
     alpha_{n,m,k} = mean (``reduce="sum"``: sum) over (T, V) of d score / dA, score = the
     pre-softmax logit ``score_fn(A)[n, class_n]``; cam = ReLU(sum_k alpha A_k), min-max
     normalised per clip over (M, T, V) when ``normalize``. Gradients are taken w.r.t. a
-    detached copy of the map only: no parameter ``.grad`` is touched.
+    detached copy of the map only: no parameter ``.grad`` is touched. Computed in fp32 (an
+    fp32 copy of the map, autocast off) whatever the training precision.
     """
-    a = feat_map.detach().requires_grad_(True)
-    with torch.enable_grad():
+    a = feat_map.detach().float().requires_grad_(True)
+    with torch.enable_grad(), fp32(a.device):
         score = score_fn(a).gather(1, classes.reshape(-1, 1).to(a.device)).sum()
         (grad,) = torch.autograd.grad(score, a)
     alpha = grad.sum(dim=(3, 4), keepdim=True)
@@ -338,8 +340,9 @@ class FSA(Method):
 
     def observe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Context,
                 source: str = "pass") -> None:
-        """Add the eval-mode softmax scores of a batch to the statistics ``source``."""
-        p = torch.softmax(ctx.eval_forward(model, x).double(), 1).cpu()
+        """Add the eval-mode softmax scores of a batch to the statistics ``source`` (an fp32
+        forward whatever the training precision)."""
+        p = torch.softmax(fp32_eval_forward(ctx, model, x).double(), 1).cpu()
         acc = self.acc[source]
         acc["sums"].index_add_(0, y.cpu(), p)
         acc["counts"].index_add_(0, y.cpu(), torch.ones(len(y), dtype=torch.float64))

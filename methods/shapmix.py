@@ -11,9 +11,10 @@ Per iteration (``transform_batch``, on the un-mixed batch, before the training f
    T = |T| ~ U{2,3} parts; epochs < naive_estimate_epoch (5): dv_i = v_i(T) - v(empty)
    (warm-up estimator, v(empty) = pure baseline); later: s ~ U{0..5-|T|}, S = s random parts
    of the complement of T (ONE (T, S) pair for the whole batch), dv_i = v_i(S u T) - v_i(S).
-   v = softmax(raw logits)[y] of the eval-mode model (``ctx.eval_forward``; both coalitions of
-   the batch in ONE forward); coalition input = baseline with the sample's real coordinates at
-   the coalition's joints (all frames, coords, persons).
+   v = softmax(raw logits)[y] of the eval-mode model (``ctx.eval_forward``, in fp32 whatever
+   the training precision; both coalitions of the batch in ONE forward); coalition input =
+   baseline with the sample's real coordinates at the coalition's joints (all frames, coords,
+   persons).
    w_i = 10 ReLU(dv_i) / joints(T); EMA with decay 0 for epoch <= naive_estimate_epoch, then
    ``ema`` (0.9) (the official off-by-one, §7 item 9).
 2. epochs < naive_mix_epoch: random ST-Mix (methods.stmix). Later: the table is averaged over
@@ -94,6 +95,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.method import Batch, Context, Stage, Target, register_method
 
 from ._losses import check_choice
+from ._precision import fp32, fp32_eval_forward
 from .fsa import grad_cam
 from .stmix import STMix, _randint, draw_partner, paste, segment_bounds, st_mix_apply
 
@@ -236,8 +238,8 @@ def gradcam_joint_saliency(model, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
     was = model.training
     model.eval()  # BN running statistics read, never updated; no dropout
     try:
-        with torch.no_grad():
-            a = model.features(x)
+        with torch.no_grad(), fp32(x.device):  # the guidance's numbers: fp32 at any precision
+            a = model.features(x.float())
         N, _, _, V, M = x.shape
         if a.dim() != 5 or tuple(a.shape[:2]) != (N, M) or a.shape[-1] != V:
             raise BenchmarkError(f"shap_mix: guidance=gradcam needs features() -> (N, M, K, T', V)"
@@ -357,7 +359,8 @@ class ShapMix(STMix):
         # every clip, one row instead of N (the eval forward treats each clip alone)
         without = (coalition_inputs(x, base, parts_joint_mask(self.parts, S, V)) if S
                    else base.unsqueeze(0))
-        prob = torch.softmax(ctx.eval_forward(model, torch.cat([with_inp, without])).float(), 1)
+        # the estimator's numbers: an fp32 forward whatever the training precision
+        prob = torch.softmax(fp32_eval_forward(ctx, model, torch.cat([with_inp, without])), 1)
         v_with = prob[torch.arange(N), y]
         v_without = prob[N + torch.arange(N), y] if S else prob[N, y]
         k = combo_index(T)

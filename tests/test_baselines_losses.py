@@ -274,13 +274,15 @@ def test_bs_maxnorm_stages_and_projection():
     assert feature.epochs is None and feature.trainable is None
     assert classifier.epochs == 10 and classifier.lr == approx(0.005)
     assert classifier.milestones == () and classifier.warmup_epochs == 0
-    assert feature.weight_decay is None and classifier.weight_decay == approx(0.1)  # the SGD's
+    assert classifier.schedule == "cosine_shifted"  # demo2's cosine, stepped at epoch start
+    assert feature.weight_decay == approx(5e-3) and classifier.weight_decay == approx(0.1)  # SGD's
     names = [n for n, _ in model.named_parameters() if classifier.trainable(n)]
     assert names == ["fc.weight", "fc.bias"]
-    # stage 1: CE (F4), no extra decay
+    # stage 1: CE (F4); its decay is the optimizer's (demo1's 5e-3), not a loss term
     m.on_stage_start(feature, model, c)
     batch = Batch(x=torch.zeros(4, 3, 1, 25, 1), y=Y, index=torch.arange(4))
-    assert float(m.loss(Out(Z, chunks=[4]), batch, c)[0]) == approx(0.566299)
+    loss, logs = m.loss(Out(Z, chunks=[4]), batch, c)
+    assert float(loss) == approx(0.566299) and "wd" not in logs
     # stage 2: Balanced Softmax (F4 1.421166); its decay is the optimizer's, not a loss term
     with torch.no_grad():
         model.fc.weight.mul_(torch.tensor([[4.0], [1.0], [0.5]]))
@@ -290,12 +292,11 @@ def test_bs_maxnorm_stages_and_projection():
     assert m.thr == approx(float(norms.min() + 0.1 * (norms.max() - norms.min())))
     loss, logs = m.loss(Out(Z, chunks=[4]), batch, c)
     assert float(loss.detach()) == approx(1.421166) and "wd" not in logs
-    # stage 1's extra decay is still the loss term (wd / 2) ||theta||^2
-    m1 = build_method("bs_maxnorm", {"stage1_extra_wd": 0.1})
+    # stage1_wd=None keeps the train config's decay in stage 1; "constant" the old stage 2
+    m1 = build_method("bs_maxnorm", {"stage1_wd": None, "stage2_schedule": "constant"})
     m1.setup(c)
-    m1.on_stage_start(feature, model, c)
-    sq = float(sum(p.detach().pow(2).sum() for p in model.parameters()))
-    assert m1.loss(Out(Z, chunks=[4]), batch, c)[1]["wd"] == approx(0.05 * sq)
+    f1, c1 = m1.stages(c)
+    assert f1.weight_decay is None and c1.schedule is None and c1.milestones == ()
     m.after_step(model, batch, None, c)  # projection waits for the epoch end
     assert torch.allclose(model.fc.weight.norm(dim=1), norms)
     m.on_epoch_end(0, model, c)

@@ -249,7 +249,8 @@ def test_ddp_checkpoint_replicas_and_evaluation_match_one_process(ddp_run):
     run_dir, _ = ddp_run
     ckpt = torch.load(run_dir / "last.pt", weights_only=True)
     assert ckpt["world_size"] == 2
-    spec = RunSpec.from_dict(ckpt["spec"])
+    spec = RunSpec.from_dict(ckpt["spec"]["request"])
+    assert ckpt["spec"]["identity"]["numerics"]["world_size"] == 2  # another run than 1 process
     cfg = resolve_config(spec)
     t = Trainer(spec, cfg, load_run_data(spec, cfg), torch.device("cpu"))
     t.model.load_state_dict(ckpt["model"])

@@ -1,5 +1,24 @@
 """Backbones by name: ``build_backbone("ctrgcn", num_class=60, num_point=25, num_person=2,
-graph="ntu")``. Importing the package registers every backbone module listed below."""
+graph="ntu")``. Importing the package registers every backbone module listed below.
+
+The backbone contract (what methods, the harness and Shap-Mix's estimator may use; nothing
+else of a backbone's internals):
+
+    attributes   num_class, num_point, num_person, graph, in_channels, feat_dim
+    fc           the classifier, an ``nn.Linear(feat_dim, num_class)``; a method may replace
+                 it (cosine classifiers) and ``is_classifier(name)`` names its parameters
+    stem(x)      (N, C, T, V, M) skeletons -> (N*M, C', T, V): everything before the blocks
+    blocks()     the ordered list of blocks after the stem; ``features`` applies them in turn
+    block_names() their attribute names (parameter prefixes, e.g. ["l1", ..., "l10"])
+    features(x)  (N, C, T, V, M) -> (N, M, C_last, T', V): the last block's map (Grad-CAM, FSA)
+    pool(f)      feature map -> (N, feat_dim) clip features
+    head(feat)   clip features -> logits (``fc`` after dropout; InfoGCN: its latent z first)
+    forward(x, return_feat=False) -> logits, or (logits, feat)
+    aux_losses(y) optional: {name: scalar tensor} of the last TRAINING forward (e.g. InfoGCN's
+                 latent-vs-class-prior terms, already weighted); the harness adds them to every
+                 method's loss. ``y`` is the batch's labels: (N,) int, or (N, C) soft labels of
+                 mixing methods.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -9,6 +28,11 @@ from torch import nn
 from ..registry import Registry
 
 BACKBONES: Registry = Registry("backbone")
+
+
+def is_classifier(name: str) -> bool:
+    """Whether a parameter name (of the backbone, or under a ``backbone.`` wrapper) is ``fc``'s."""
+    return name.startswith(("fc.", "backbone.fc."))
 
 
 def build_backbone(name: str, **kwargs: Any) -> nn.Module:

@@ -372,19 +372,33 @@ class CTRGCN(nn.Module):
     def layers(self) -> list[TCNGCNUnit]:
         return [getattr(self, f"l{i}") for i in range(1, 11)]
 
-    def eval_chunk(self, t: int, v: int, m: int) -> int:
-        """Clips per piece of a CPU no-grad eval forward: l1's output of a piece ~ the budget."""
-        return max(1, round(CPU_EVAL_CHUNK_BYTES / (4 * m * self.base_channel * t * v)))
+    def blocks(self) -> list[nn.Module]:
+        """The backbone contract's blocks: l1..l10, applied in turn after :meth:`stem`."""
+        return self.layers()
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, T, V, M) (or (N, T, V*C), read as M=1) -> feature map (N, M, 4*base, T/4, V)."""
+    def block_names(self) -> list[str]:
+        return [f"l{i}" for i in range(1, 11)]
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, V, M) (or (N, T, V*C), read as M=1) -> (N*M, C, T, V) after data_bn."""
         if x.dim() == 3:
             n, t, _ = x.shape
             x = x.view(n, t, self.num_point, -1).permute(0, 3, 1, 2).unsqueeze(-1)
         n, c, t, v, m = x.shape
         # data_bn channel = m*V*C + v*C + c (person-major, then joint, then coordinate)
         x = self.data_bn(x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t))
-        x = x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
+        return x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
+
+    def eval_chunk(self, t: int, v: int, m: int) -> int:
+        """Clips per piece of a CPU no-grad eval forward: l1's output of a piece ~ the budget."""
+        return max(1, round(CPU_EVAL_CHUNK_BYTES / (4 * m * self.base_channel * t * v)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, V, M) (or (N, T, V*C), read as M=1) -> feature map (N, M, 4*base, T/4, V)."""
+        n = x.shape[0]
+        m = 1 if x.dim() == 3 else x.shape[4]
+        x = self.stem(x)
+        t, v = x.shape[2], x.shape[3]
         if (not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
                 and self.data_bn.track_running_stats and ctrgcn_eval.foldable(self)):
             # eval mode treats every clip alone (running BN stats): BN folded into the convs,

@@ -208,7 +208,48 @@ class RandomOverSampler(IndexSampler):
         return pool[rng.permutation(len(pool))]
 
 
+class RepeatedSampler(IndexSampler):
+    """A sampler over the training subset repeated ``repeat`` times, positions mapped back.
+
+    CTR-GCN's NW-UCLA feeder (``repeat: 5``) is a dataset of n * repeat items whose item i is
+    clip i mod n; its loader shuffles all n * repeat of them together. Here the named sampler
+    is built over the repeated labels (clip p appears as p, p + n, ...), so each sampler keeps
+    its own semantics on that dataset (``instance``: one permutation of the n * repeat items,
+    every clip exactly ``repeat`` times per epoch; ``class_balanced`` and ``ros``: epochs
+    ``repeat`` times as long with the same class and clip probabilities), and its positions
+    are reported mod n: methods see positions of the subset, as without repetition.
+    """
+
+    def __init__(self, inner: IndexSampler, n: int, repeat: int):
+        super().__init__(inner.labels[:n], inner.seed, inner.rank, inner.world_size)
+        self.inner, self.n, self.repeat = inner, int(n), int(repeat)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.inner.set_epoch(epoch)
+
+    def global_length(self) -> int:
+        return self.inner.global_length()
+
+    def global_order(self, epoch: int) -> np.ndarray:
+        return self.inner.global_order(epoch) % self.n
+
+    def indices(self, epoch: int | None = None) -> np.ndarray:
+        return np.asarray(self.inner.indices(self.epoch if epoch is None else epoch)) % self.n
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
 def build_sampler(name: str, labels, seed: int = 0, rank: int = 0, world_size: int = 1,
-                  **kwargs) -> IndexSampler:
-    """``SAMPLERS.build`` with the common arguments spelled out."""
-    return SAMPLERS.build(name, labels, seed=seed, rank=rank, world_size=world_size, **kwargs)
+                  repeat: int = 1, **kwargs) -> IndexSampler:
+    """``SAMPLERS.build`` with the common arguments spelled out; ``repeat`` > 1 wraps it in a
+    :class:`RepeatedSampler` (``TrainConfig.repeat``)."""
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be an integer >= 1, got {repeat!r}")
+    if repeat == 1:
+        return SAMPLERS.build(name, labels, seed=seed, rank=rank, world_size=world_size, **kwargs)
+    labels = np.asarray(labels)
+    inner = SAMPLERS.build(name, np.tile(labels, repeat), seed=seed, rank=rank,
+                           world_size=world_size, **kwargs)
+    return RepeatedSampler(inner, len(labels), repeat)

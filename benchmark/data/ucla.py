@@ -7,7 +7,13 @@ longest clip: centring, the random view transform and min-max scaling are per-ep
 the official train pipeline, so they run at load time (``benchmark.data.ucla_transforms``).
 
 Protocol ``ucla`` is CTR-GCN's cross-view split, hard-coded as name lists in the official
-feeder: train = views 1 and 2 (1,020 clips), test = view 3 (464 clips).
+feeder: train = views 1 and 2 (1,020 clips), test = view 3 (464 clips). The store's split
+lists keep the ORDER of those hard-coded lists (``ucla_ctrgcn_order.txt`` beside this module:
+the train list, then the val list, names only): BRL's NW-UCLA-LT recipe
+(``data/ucla_data.py::get_long_tailed_data``) shuffles each class's clips in that order, so
+``data splits`` over ``splits/ucla_train.txt`` gives BRL's list only in that order. The order
+follows no rule of the names (it is neither sorted nor a hash order of them; all three views
+share one arbitrary order of the (action, subject, take) stems), so it ships as data.
 """
 from __future__ import annotations
 
@@ -17,12 +23,14 @@ import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
+from importlib import resources
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
+from .. import _io
 from ..errors import BenchmarkError, bad_file
 from .names import UCLA_ACTIONS, parse_ucla
 from .store import StoreWriter
@@ -34,6 +42,7 @@ NUM_CLASSES = len(UCLA_ACTIONS)
 TRAIN_VIEWS = (1, 2)
 TEST_VIEWS = (3,)
 RELEASE_FILES = 1484  # clips in the all_sqe release every CTR-GCN-family paper uses
+FEEDER_ORDER_FILE = "ucla_ctrgcn_order.txt"  # package data: CTR-GCN feeder_ucla.py list order
 
 
 class UCLAClip(NamedTuple):
@@ -106,6 +115,29 @@ def read_clip(path: str | os.PathLike) -> UCLAClip:
     return UCLAClip(path.stem, clip, meta.label, hashlib.sha256(raw).hexdigest())
 
 
+def feeder_order_names() -> list[str]:
+    """Names of CTR-GCN's ``feeders/feeder_ucla.py`` lists in their hard-coded order: the train
+    list (views 1, 2; 1,020) then the val list (view 3; 464)."""
+    try:
+        text = (resources.files(__package__) / FEEDER_ORDER_FILE).read_text(encoding="ascii")
+    except (FileNotFoundError, OSError) as e:
+        raise BenchmarkError(f"package data {FEEDER_ORDER_FILE} is missing from benchmark/data "
+                             f"({e}); reinstall the package") from None
+    return text.split()
+
+
+def in_feeder_order(names: Iterable[str]) -> list[str]:
+    """``names`` in the official feeder's order; names it does not list follow, by name."""
+    rank = {n: i for i, n in enumerate(feeder_order_names())}
+    names = list(names)
+    extra = sorted(n for n in names if n not in rank)
+    if extra:
+        log.warning("%d clips are not in CTR-GCN's feeder lists (e.g. %s): they follow the listed "
+                    "ones, by name; long-tailed lists built from this store are not BRL's",
+                    len(extra), extra[0])
+    return sorted((n for n in names if n in rank), key=rank.__getitem__) + extra
+
+
 def find_json_folder(raw: str | os.PathLike) -> Path:
     """``raw`` is the folder of .json files or its parent holding ``all_sqe/``."""
     raw = Path(raw)
@@ -121,7 +153,9 @@ def read_clips(paths: list[Path], workers: int = 1) -> list[UCLAClip]:
     bar = dict(total=len(paths), desc="NW-UCLA json", unit="file", mininterval=0.5)
     if workers <= 1 or len(paths) < 2:
         return list(tqdm(map(read_clip, paths), **bar))
-    ex = ProcessPoolExecutor(max_workers=min(workers, len(paths)))
+    # the workers die with this process, even on kill -9 (they would otherwise wait forever)
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(paths)), initializer=_io.die_with_parent,
+                             initargs=(os.getpid(),))
     try:
         chunk = max(1, len(paths) // (8 * workers))
         return list(tqdm(ex.map(read_clip, paths, chunksize=chunk), **bar))
@@ -140,7 +174,8 @@ def _combined_sha256(clips: Iterable[UCLAClip]) -> str:
 def build_ucla_store(raw: str | os.PathLike, out: str | os.PathLike, workers: int = 1) -> None:
     """Parse every clip under ``raw`` and publish the store at ``out`` (atomically).
 
-    Rows are sorted by name; ``data[i, :, :L]`` holds the L raw frames, the rest is zero.
+    Rows are sorted by name; ``data[i, :, :L]`` holds the L raw frames, the rest is zero. The
+    split lists are in the official feeder's order (:func:`in_feeder_order`).
     """
     folder = find_json_folder(raw)
     # hidden files are skipped: zip tools leave "._name.json" resource forks beside real files
@@ -154,8 +189,8 @@ def build_ucla_store(raw: str | os.PathLike, out: str | os.PathLike, workers: in
 
     views = np.array([parse_ucla(c.name).view for c in clips])
     names = [c.name for c in clips]
-    train = [n for n, v in zip(names, views) if v in TRAIN_VIEWS]
-    test = [n for n, v in zip(names, views) if v in TEST_VIEWS]
+    train = in_feeder_order(n for n, v in zip(names, views) if v in TRAIN_VIEWS)
+    test = in_feeder_order(n for n, v in zip(names, views) if v in TEST_VIEWS)
     if not train or not test:
         raise bad_file(folder, f"{len(train)} view-1/2 and {len(test)} view-3 clips: the CTR-GCN "
                                "protocol needs both a train (views 1, 2) and a test (view 3) part")
@@ -167,7 +202,8 @@ def build_ucla_store(raw: str | os.PathLike, out: str | os.PathLike, workers: in
     with StoreWriter(out, len(clips), T=t_max, V=NUM_JOINTS, M=1, dataset="ucla",
                      num_classes=NUM_CLASSES, layout="ucla20", sources=sources,
                      coordinates="raw camera metres, not centred; zero-padded at the end",
-                     protocols={"ucla": "CTR-GCN cross-view: train views 1-2, test view 3"}) as w:
+                     protocols={"ucla": "CTR-GCN cross-view: train views 1-2, test view 3; "
+                                        "lists in the official feeder's order"}) as w:
         for i, c in enumerate(clips):
             # (T, V, C) -> (C, T, V); M = 1
             w.data[i, :, :lengths[i], :, 0] = c.skeleton.transpose(2, 0, 1)
