@@ -189,6 +189,7 @@ class Context:
     rank: int = 0
     world_size: int = 1
     comm: Any = field(default=None, repr=False)  # benchmark.dist.DistInfo (None: 1 process)
+    window: int | None = None     # frames per training clip (the train config's window)
 
     def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         """The mean of ``tensor`` over ranks, as a detached float copy (in 1 process: just the

@@ -15,6 +15,7 @@ from . import brl  # noqa: F401
 from . import glmc  # noqa: F401
 from . import ride  # noqa: F401
 from . import bcl  # noqa: F401
+from . import fr_head  # noqa: F401
 from . import paco  # noqa: F401
 from . import fsa  # noqa: F401
 from . import stmix  # noqa: F401
