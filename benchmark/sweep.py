@@ -150,7 +150,8 @@ def describe(spec: RunSpec) -> str:
     """A short human label: method, its non-default options, data, seed."""
     hp = ",".join(f"{k}={v}" for k, v in sorted(spec.hparams.items()))
     data = spec.dataset + (f" IF{spec.imbalance:g}" if spec.imbalance else "")
-    return f"{spec.method}{'[' + hp + ']' if hp else ''} {data} {spec.profile} seed {spec.seed}"
+    bb = "" if spec.backbone == "ctrgcn" else f" on {spec.backbone}"
+    return f"{spec.method}{'[' + hp + ']' if hp else ''}{bb} {data} {spec.profile} seed {spec.seed}"
 
 
 # ------------------------------------------------------------------------ local workers

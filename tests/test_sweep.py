@@ -25,7 +25,7 @@ from conftest import REPO, assert_one_line_error, run_cli
 def test_table1_covers_every_registered_method():
     (t1,) = get_suites("table1", "synth", seeds=(0,))
     assert {c.spec.method for c in t1.cells} == set(METHODS.names())
-    assert len(t1.rows) == len(METHODS.names()) == 19
+    assert len(t1.rows) == len(METHODS.names()) == 20
 
 
 @pytest.mark.parametrize("data", list(DATA_PROFILES))
@@ -47,7 +47,7 @@ def test_every_spec_normalises_and_shared_cells_are_one_run(data):
     assert normalise(random_rw.spec).request_key in ids["table13"]  # Table 13's ST-Mix row
     # three seeds per cell
     assert len(runs) == 3 * len({(r.method, json.dumps(r.hparams, sort_keys=True), r.dataset,
-                                  r.imbalance, r.profile) for r in runs})
+                                  r.imbalance, r.profile, r.backbone) for r in runs})
 
 
 def test_published_numbers_only_where_the_setting_matches():
@@ -184,3 +184,27 @@ def test_cli_status_and_list(tmp_path):
                           "unknown suite", "tabel1")
     assert_one_line_error(run_cli("sweep", "run", "--shard", "5/4"), "shard")
     assert not (tmp_path / "_sweep").exists()
+
+
+def test_backbone_suites_table9_and_plugin():
+    """Table 9 (CE vs Shap-Mix per backbone, LT) and the balanced plug-in table (backbone,
+    + FR-Head, + ours = ST-Mix), with the paper's numbers on ``ntu`` only."""
+    from benchmark.suites import PLUGIN_BACKBONES, TABLE9_BACKBONES
+
+    t9, plug = get_suites("table9,plugin", "ntu", seeds=(0,))
+    assert t9.cols == ("CE", "Shap-Mix") and t9.rows == ("CTR-GCN", "ST-GCN++", "Info-GCN", "HD-GCN")
+    assert {c.spec.backbone for c in t9.cells} == set(TABLE9_BACKBONES)
+    assert {(c.spec.method, c.spec.dataset, c.spec.imbalance) for c in t9.cells} == \
+        {("ce", "ntu60-xsub", 100.0), ("shap_mix", "ntu60-xsub", 100.0)}
+    assert t9.published[("HD-GCN", "Shap-Mix")] == (79.8,)
+    assert plug.cols == ("NTU120 xsub", "NTU120 xset") and plug.metrics == ("top1", "params")
+    assert len(plug.rows) == 3 * len(PLUGIN_BACKBONES) and "2s-AGCN + FR-Head" in plug.rows
+    ours = [c.spec for c in plug.cells if c.row == "CTR-GCN + Ours"]
+    assert {(s.method, s.profile, s.imbalance) for s in ours} == {("st_mix", "balanced", None)}
+    assert plug.published[("CTR-GCN + Ours", "NTU120 xset")] == (88.3, 1.46)
+    synth = {s.name: s for s in get_suites("table9,plugin", "synth", seeds=(0,))}
+    assert not synth["table9"].published and not synth["plugin"].published
+    # Table 9's CTR-GCN cells are Table 1's CE and Shap-Mix runs: one run each
+    (t1,) = get_suites("table1", "synth", seeds=(0,))
+    keys = {normalise(c.spec).request_key for c in t1.cells}
+    assert {normalise(c.spec).request_key for c in synth["table9"].cells if c.row == "CTR-GCN"} <= keys
