@@ -12,6 +12,8 @@ Suites (``SUITES``; the paper's numbering):
     table8   Shap-Mix guidance random / Grad-CAM / Shapley x re-sampling / re-weighting
     table13  cost: parameters and training time of CE, GLMC, ST-Mix, Shap-Mix Iter-1/2/5
     fig4     per-class accuracy vs class size (CE and Shap-Mix of Table 1)
+    table9   CE vs Shap-Mix on CTR-GCN, ST-GCN++, Info-GCN, HD-GCN (appendix B.2)
+    plugin   balanced: 2s-AGCN / CTR-GCN / Info-GCN / HD-GCN, + FR-Head, + ours (ST-Mix)
 
 Each runs on a data profile (``DATA_PROFILES``): ``synth`` (embedded, the ``quick`` schedule),
 ``ucla`` (real NW-UCLA-LT, IF 10 with n_max 100, the ``ucla`` schedule: CTR-GCN's NW-UCLA
@@ -22,6 +24,7 @@ profile (a second dataset, a balanced set) the suite says what it runs instead i
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -41,6 +44,7 @@ class Setting:
     imbalance: float | None = None
     n_max: int | None = None
     profile: str | None = None  # None: the data profile's schedule
+    backbone: str = "ctrgcn"
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class DataProfile:
     note: str = ""
     seeds: tuple[int, ...] = DEFAULT_SEEDS  # default seeds of a sweep on this profile
     schedule_in_caption: bool = False  # every caption states the schedule (repeat included)
+    plugin: tuple[Setting, ...] = ()   # the balanced plug-in table's columns (NTU120 xsub / xset)
 
 
 DATA_PROFILES: dict[str, DataProfile] = {
@@ -83,6 +88,8 @@ DATA_PROFILES: dict[str, DataProfile] = {
         ladder=tuple(Setting(f"IF {f}", "ntu120-xsub", float(f)) for f in (10, 50, 100)),
         ablation=Setting("LT-NTU60", "ntu60-xsub", 100.0),
         balanced=Setting("NTU60 xsub", "ntu60-xsub", None, profile="balanced"),
+        plugin=(Setting("NTU120 xsub", "ntu120-xsub", None, profile="balanced"),
+                Setting("NTU120 xset", "ntu120-xset", None, profile="balanced")),
         published=True,
         note="the paper's setting (CTR-GCN joint stream, xsub)"),
 }
@@ -151,7 +158,8 @@ TABLE1_ROWS = (
     Row("Focal", "focal"), Row("CB loss", "cb"), Row("LDAM-DRW", "ldam_drw"),
     Row("Balanced Softmax", "balanced_softmax"), Row("IB loss", "ib"),
     Row("BS + MaxNorm", "bs_maxnorm"), Row("PaCo", "paco"), Row("BCL", "bcl"),
-    Row("RIDE (3 experts)", "ride"), Row("Logit Adjustment", "logit_adjust", in_paper=False),
+    Row("RIDE (3 experts)", "ride"), Row("FR-Head", "fr_head", in_paper=False),
+    Row("Logit Adjustment", "logit_adjust", in_paper=False),
     Row("ST-Mix", "st_mix", in_paper=False), Row("Shap-Mix", "shap_mix"),
 )
 TABLE3_ROWS = (Row("Cross-Entropy", "ce"), Row("Remix-DRW", "remix_drw"), Row("GLMC", "glmc"),
@@ -213,7 +221,7 @@ def make_spec(setting: Setting, row: Row, dp: DataProfile, profile: str | None) 
     prof = profile or setting.profile or dp.profile
     hp = {**schedule_hparams(row.method, prof), **dict(row.hparams)}
     return RunSpec(dataset=setting.dataset, method=row.method, imbalance=setting.imbalance,
-                   n_max=setting.n_max, hparams=hp, seed=0, profile=prof)
+                   n_max=setting.n_max, hparams=hp, seed=0, profile=prof, backbone=setting.backbone)
 
 
 def _grid(rows: tuple[Row, ...], settings: tuple[Setting, ...], dp: DataProfile,
@@ -230,7 +238,7 @@ def table1(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suit
     return Suite("table1", "Table 1: long-tailed methods at the main setting", "accuracy",
                  tuple(r.label for r in TABLE1_ROWS), tuple(s.label for s in dp.main),
                  ("top1", "many", "medium", "few"), _grid(TABLE1_ROWS, dp.main, dp, profile),
-                 seeds, dp.name, ("Logit Adjustment and ST-Mix are not in the paper's Table 1.",),
+                 seeds, dp.name, ("FR-Head, Logit Adjustment and ST-Mix are not in the paper's Table 1.",),
                  pub)
 
 
@@ -281,9 +289,85 @@ def fig4(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
                  _grid(rows, dp.main[:1], dp, profile), seeds, dp.name)
 
 
+# --- other backbones (appendix B.2 and the balanced plug-in table, issue 15) -------------
+BACKBONE_LABELS = {"ctrgcn": "CTR-GCN", "stgcnpp": "ST-GCN++", "aagcn": "2s-AGCN",
+                   "infogcn": "Info-GCN", "hdgcn": "HD-GCN"}
+TABLE9_BACKBONES = ("ctrgcn", "stgcnpp", "infogcn", "hdgcn")
+PAPER_TABLE9 = {"CTR-GCN": (74.4, 80.8), "ST-GCN++": (72.5, 78.7), "Info-GCN": (71.2, 77.5),
+                "HD-GCN": (73.4, 79.8)}  # LT-NTU60 xsub IF 100: baseline (CE), + Shap-Mix
+PLUGIN_BACKBONES = ("aagcn", "ctrgcn", "infogcn", "hdgcn")
+PAPER_PLUGIN = {  # NTU120 xsub / xset top-1 and params (M), single stream, balanced
+    "2s-AGCN": ((84.3, 3.80), (85.9, 3.80)), "2s-AGCN + Ours": ((84.6, 3.80), (86.5, 3.80)),
+    "CTR-GCN": ((84.5, 1.46), (86.6, 1.46)), "CTR-GCN + Ours": ((86.9, 1.46), (88.3, 1.46)),
+    "Info-GCN": ((85.1, 1.58), (86.3, 1.58)), "Info-GCN + Ours": ((85.7, 1.58), (88.0, 1.58)),
+    "HD-GCN": ((85.1, 1.68), (87.2, 1.68)), "HD-GCN + Ours": ((87.0, 1.68), (88.8, 1.68)),
+}
+
+
+def has_graph(backbone: str, setting: Setting) -> bool:
+    """Whether ``backbone`` is built for the setting's skeleton layout (NW-UCLA's 20 joints
+    are not every backbone's); the backbone itself says so by refusing the graph."""
+    if setting.dataset != "ucla":
+        return True
+    return _builds(backbone, "ucla", 20, 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _builds(backbone: str, graph: str, joints: int, persons: int) -> bool:
+    from .backbones import build_backbone
+
+    try:
+        build_backbone(backbone, num_class=10, num_point=joints, num_person=persons, graph=graph)
+    except BenchmarkError:
+        return False
+    return True
+
+
+def table9(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    base = dp.ablation
+    names = [b for b in TABLE9_BACKBONES if has_graph(b, base)]
+    rows = tuple(BACKBONE_LABELS[b] for b in names)
+    cells = []
+    for b, label in zip(names, rows):
+        setting = dataclasses.replace(base, backbone=b)
+        for col, method in (("CE", "ce"), ("Shap-Mix", "shap_mix")):
+            cells.append(Cell(label, col, make_spec(setting, Row(label, method), dp, profile)))
+    pub = ({(r, c): (v,) for r, vals in PAPER_TABLE9.items() for c, v in zip(("CE", "Shap-Mix"), vals)
+            if r in rows} if dp.published else {})
+    skipped = [BACKBONE_LABELS[b] for b in TABLE9_BACKBONES if b not in names]
+    notes = ((f"Not on this data (no {base.label} skeleton graph): {', '.join(skipped)}.",)
+             if skipped else ())
+    return Suite("table9", f"Table 9: Shap-Mix on other backbones ({base.label})", "accuracy",
+                 rows, ("CE", "Shap-Mix"), ("top1",), tuple(cells), seeds, dp.name, notes, pub)
+
+
+def plugin(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    settings = dp.plugin or (dp.balanced,)
+    names = [b for b in PLUGIN_BACKBONES if all(has_graph(b, st) for st in settings)]
+    rows, cells = [], []
+    for b in names:
+        label = BACKBONE_LABELS[b]
+        for suffix, method in (("", "ce"), (" + FR-Head", "fr_head"), (" + Ours", "st_mix")):
+            row = label + suffix
+            rows.append(row)
+            for st in settings:
+                setting = dataclasses.replace(st, backbone=b)
+                cells.append(Cell(row, st.label, make_spec(setting, Row(row, method), dp, profile)))
+    pub = ({(r, st.label): v for r, vals in PAPER_PLUGIN.items() for st, v in zip(settings, vals)
+            if r in rows} if dp.published else {})
+    notes = ["Ours = ST-Mix (balanced data, as the paper's Table 4); FR-Head = Zhou et al., "
+             "CVPR 2023, on the same backbone.",
+             "The paper gives no FR-Head numbers for this table beside its own rows."]
+    if not dp.plugin:
+        notes.append(f"Runs on {settings[0].label} (the paper: balanced NTU120 xsub / xset).")
+    return Suite("plugin", "Balanced plug-in: backbones + FR-Head / + ours (single stream)",
+                 "accuracy", tuple(rows), tuple(st.label for st in settings), ("top1", "params"),
+                 tuple(cells), seeds, dp.name, tuple(notes), pub)
+
+
 SUITES: dict[str, Callable[[DataProfile, tuple[int, ...], str | None], Suite]] = {
     "table1": table1, "table3": table3, "table7": table7, "table8": table8,
-    "table13": table13, "fig4": fig4,
+    "table13": table13, "fig4": fig4, "table9": table9, "plugin": plugin,
 }
 
 
