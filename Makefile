@@ -30,8 +30,11 @@ test-gpu:
 	$(PYTHON) -m pytest -q -m gpu
 
 OFFICIAL ?=
+# other backbones' official checkouts: OFFICIAL_BACKBONES="aagcn=/tmp/2s-AGCN infogcn=/tmp/infogcn"
+OFFICIAL_BACKBONES ?=
 bench:
-	$(PYTHON) scripts/bench_all.py $(if $(OFFICIAL),--official $(OFFICIAL))
+	$(PYTHON) scripts/bench_all.py $(if $(OFFICIAL),--official $(OFFICIAL)) \
+		$(foreach b,$(OFFICIAL_BACKBONES),--official-backbone $(b))
 
 # The suites of every paper table (benchmark/suites.py), resumable: a rerun only runs what is
 # missing and resumes what is unfinished. DATA=synth (default, embedded, no download) | ucla | ntu.

@@ -354,6 +354,43 @@ def bench_epoch(args: argparse.Namespace) -> dict:
     return run_json_script(argv, timeout=4 * args.timeout)
 
 
+def _speedups(obj: Any, path: str = "") -> dict[str, float]:
+    """Every ``speedup_median*`` number in a check script's JSON, by its path."""
+    out: dict[str, float] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            here = f"{path}.{k}" if path else k
+            if k.startswith("speedup_median") and isinstance(v, (int, float)):
+                out[here] = float(v)
+            else:
+                out.update(_speedups(v, here))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.update(_speedups(v, f"{path}[{i}]"))
+    return out
+
+
+def bench_backbones(args: argparse.Namespace, skips: dict) -> dict:
+    """Each ``--official-backbone NAME=DIR``: ``scripts/check_NAME_official.py --official DIR``
+    (weights, logits and a CPU training step of ours vs the official model, alternating rounds
+    in one process); the target is the smallest official/ours step-time ratio >= 1.0."""
+    res = {}
+    for item in args.official_backbone:
+        name, _, folder = item.partition("=")
+        script = REPO / "scripts" / f"check_{name}_official.py"
+        if not script.is_file() or not folder:
+            skips[f"backbone {name}"] = f"expected NAME=DIR with scripts/check_NAME_official.py, got {item!r}"
+            continue
+        try:
+            out = run_json_script([str(script), "--official", folder], args.timeout)
+        except Exception as e:  # noqa: BLE001 - one backbone must not cost the others
+            skips[f"backbone {name}"] = f"failed: {type(e).__name__}: {e}"
+            continue
+        ratios = _speedups(out)
+        res[name] = {"speedups": ratios, "min_speedup": min(ratios.values()) if ratios else None}
+    return res
+
+
 def guarded(name: str, fn: Callable[[], dict], skips: dict) -> dict | None:
     """Run one piece; a failure is recorded (and the rest of the run goes on)."""
     t0 = time.perf_counter()
@@ -393,7 +430,14 @@ def targets(results: dict) -> dict:
     if t["peak_rss_gib"]["value"] is not None:
         t["peak_rss_gib"]["store_clips"] = mem.get("n")
         t["peak_rss_gib"]["full_size"] = mem.get("full_size")
+    for name, r in (results.get("backbones") or {}).items():
+        v = r.get("min_speedup")
+        t[f"backbone_{name}"] = {"value": v, "target": ">= 1.0",
+                                 "pass": None if v is None else v >= 1.0}
     for key, v in t.items():
+        if key.startswith("backbone_"):
+            v["description"] = f"{key[9:]}: CPU training step, official / ours (smallest ratio)"
+            continue
         v["description"] = TARGETS[key][0]
         if v["pass"] is False:
             v["tried"] = TRIED[key]
@@ -506,6 +550,10 @@ def table(results: dict) -> str:
                     + f"{ep['settings']['device_name']}")
     elif "epoch" in results["skipped"]:
         row("ce epoch, LT-NTU60 size, vs official", "--", note="skipped (see below)")
+    for name, r in (results.get("backbones") or {}).items():
+        row(f"{name} step vs official (min of threads)", fmt(r["min_speedup"], "x"),
+            f"backbone_{name}", " (" + ", ".join(f"{k.split('.')[-1]} {v:.2f}"
+                                                  for k, v in r["speedups"].items()) + ")")
     rows += explain(results, tg)
     if results["skipped"]:
         rows.append("skipped: " + "; ".join(f"{k}: {v}" for k, v in results["skipped"].items()))
@@ -517,9 +565,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--official", type=Path, default=None,
                    help="a checkout of Uason-Chen/CTR-GCN (model and raw-prep comparisons)")
     p.add_argument("--out", type=Path, default=REPO / "results" / "bench" / "bench.json")
+    p.add_argument("--official-backbone", action="append", default=[], metavar="NAME=DIR",
+                   help="another backbone's official checkout, e.g. aagcn=/tmp/2s-AGCN "
+                        "(stgcnpp, aagcn, infogcn, hdgcn; repeatable): its check script's "
+                        "training-step ratio")
     p.add_argument("--full", action="store_true",
                    help="full sizes: NTU60-xsub store, 500 copies, 5x3 ratio steps, more rounds")
-    p.add_argument("--only", default="throughput,official,step_ratios,memory,prepare,epoch",
+    p.add_argument("--only", default="throughput,official,step_ratios,memory,prepare,epoch,backbones",
                    help="comma list of the pieces to run")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--batch", type=int, default=0, help="clips per step (0: 16 CPU, 64 CUDA)")
@@ -612,6 +664,8 @@ def main(argv: list[str] | None = None) -> dict:
         if "step_ratios" in pieces:
             results["step_ratios"] = guarded("step_ratios", lambda: bench_step_ratios(
                 args, steps_mod), skips)
+        if "backbones" in pieces and args.official_backbone:
+            results["backbones"] = guarded("backbones", lambda: bench_backbones(args, skips), skips)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load1 = os.getloadavg()

@@ -121,3 +121,15 @@ def test_defaults_small_and_full():
     assert small.store_n == 4000 and full.store_n == 40091  # NTU60 xsub train
     assert small.copies < full.copies and small.rounds < full.rounds
     assert mod.parse_args(["--store-n", "7", "--full"]).store_n == 7  # explicit wins
+
+
+def test_backbone_ratios_are_read_from_the_check_scripts_json():
+    bench = load_script("bench_all")
+    out = {"configs": {"ntu60": {"x": 1}}, "timing": [{"threads": 1, "speedup_median": 1.15},
+                                                       {"threads": 2, "speedup_median": 0.97}],
+           "speedup_median_2thread": 0.97, "speedup_best": 3.0}
+    ratios = bench._speedups(out)
+    assert sorted(ratios.values()) == [0.97, 0.97, 1.15] and "speedup_best" not in str(ratios)
+    results = {"backbones": {"aagcn": {"speedups": ratios, "min_speedup": min(ratios.values())}}}
+    t = bench.targets(results)["backbone_aagcn"]
+    assert t["value"] == 0.97 and t["pass"] is False and t["target"] == ">= 1.0"
