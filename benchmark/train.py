@@ -9,7 +9,8 @@
         for epoch:
             lr = schedule(stage, epoch) * method.lr_factor(stage, epoch), set once
             reseed (seed, stage, epoch); method.on_epoch_start
-            for batch: transform_batch -> forward -> loss -> backward -> step -> after_step
+            for batch: transform_batch -> forward -> loss (+ the backbone's aux_losses)
+                       -> backward -> step -> after_step
             method.on_epoch_end; [DDP: replicas checked equal]
             evaluate method.predict on the test set (no augmentation)
 
@@ -101,6 +102,31 @@ def local_batch(batch_size: int, world_size: int) -> int:
     return batch_size // world_size
 
 
+def add_aux_losses(model: nn.Module, batch: Batch, num_classes: int, loss: torch.Tensor,
+                   logs: dict[str, float]) -> torch.Tensor:
+    """``loss`` + the terms of the backbone's ``aux_losses(y)`` (the backbone contract, e.g.
+    InfoGCN's latent-vs-prior terms), each logged under its name; ``loss`` when neither the
+    model nor the backbone a method wrapped (``model.backbone``) defines it. Every method gets it.
+
+    ``y`` labels the rows of the step's concatenated inputs (``batch.targets`` in order): (N,)
+    class indices when every target is hard, else (N, C) soft labels (``Target.as_probs``: a
+    mixing method's pair weights, or its probabilities).
+    """
+    owner = next((m for m in (model, getattr(model, "backbone", None))
+                  if callable(getattr(m, "aux_losses", None))), None)
+    if owner is None:
+        return loss
+    targets = batch.targets
+    if all(t.y_b is None and t.probs is None for t in targets):
+        y = torch.cat([t.y for t in targets])
+    else:
+        y = torch.cat([t.as_probs(num_classes) for t in targets])
+    for name, term in owner.aux_losses(y).items():
+        logs[name] = float(term.detach())
+        loss = loss + term
+    return loss
+
+
 class MultiView:
     """k independent draws of a train transform, stacked on a new leading axis (views)."""
 
@@ -154,6 +180,7 @@ class Trainer:
                            seed=spec.seed, layout=data.layout, batch_size=cfg.batch_size,
                            generator=self.generator, milestones=tuple(cfg.milestones),
                            warmup_epochs=cfg.warmup_epochs, rank=self.dist.rank,
+                           window=cfg.window,
                            world_size=world, comm=self.dist if self.dist.enabled else None,
                            extras={"raw_mean_clip": functools.partial(raw_mean_clip, data.store,
                                                                       data.train_idx)})
@@ -401,6 +428,7 @@ class Trainer:
                 batch = method.transform_batch(batch, model, ctx)
                 out = method.forward(fwd_model, batch, ctx)
                 loss, logs = method.loss(out, batch, ctx)
+                loss = add_aux_losses(model, batch, ctx.num_classes, loss, logs)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise BenchmarkError(f"training diverged: loss {value} at stage {s} epoch {epoch} "

@@ -297,11 +297,14 @@ class FSA(Method):
                 "counts": torch.zeros(c, dtype=torch.float64)}
 
     def build_model(self, ctx: Context, make_backbone) -> nn.Module:
-        return FSAModel(make_backbone())
+        model = FSAModel(make_backbone())
+        # the backbone contract names the blocks: "last block" is the last of them (CTR-GCN l10)
+        self._last_block = f"backbone.{model.backbone.block_names()[-1]}."
+        return model
 
     def trainable(self, name: str) -> bool:
         return name.startswith("backbone.fc.") or (
-            self.hp.finetune == "last_block" and name.startswith("backbone.l10."))
+            self.hp.finetune == "last_block" and name.startswith(self._last_block))
 
     def stages(self, ctx: Context) -> list[Stage]:
         g = 2 + 2 * self.hp.n_aug

@@ -49,7 +49,7 @@ FEATURE, CLASSIFIER = "feature", "classifier"
 
 
 def is_classifier(name: str) -> bool:
-    """Parameters of the CTR-GCN classifier (``fc.weight``, ``fc.bias``)."""
+    """Parameters of the backbone's classifier ``fc`` (the backbone contract)."""
     return name.startswith("fc.")
 
 

@@ -13,7 +13,7 @@ with w = none before the reweight epoch and cb(0.9999) after it, and T = 1 befor
 per-class T_c = C pi_c f + 1 - f (scaled to max 1) after it, Tbar = mean_c T_c.
 
 Decisions (spec_baselines §18, §22):
-- Expert split of CTR-GCN as RIDE's CIFAR ResNet-32 split (shared stem + first stage, per
+- Through the backbone contract (any backbone; below for CTR-GCN). Expert split of CTR-GCN as RIDE's CIFAR ResNet-32 split (shared stem + first stage, per
   expert the later stages): l1..l4 (the 64-channel stage, with data_bn) are shared, each expert
   owns l5..l10 and a NormedLinear x s. ``reduce_dimension`` (official for CIFAR) narrows the
   expert stages 128 -> 96 and 256 -> 192 (3/4). ``shared_layers`` moves the cut.
@@ -34,8 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.backbones.ctrgcn import TCNGCNUnit
-from benchmark.backbones.graph import spatial_graph
 from benchmark.errors import BenchmarkError
 from benchmark.losses import cb_weights, ldam_margins
 from benchmark.method import Batch, Context, Method, Out, register_method
@@ -43,56 +41,60 @@ from benchmark.method import Batch, Context, Method, Out, register_method
 from ._losses import switch_epoch
 from .ldam import NormedLinear
 
-# CTR-GCN l1..l10: (out = base x mult, stride)
-_LAYERS = ((1, 1), (1, 1), (1, 1), (1, 1), (2, 2), (2, 1), (2, 1), (4, 2), (4, 1), (4, 1))
-
-
 class Expert(nn.Module):
-    """Layers l{shared+1}..l10 of CTR-GCN at ``width`` x the base width, pooled, cosine x s."""
+    """The backbone's blocks after the shared trunk (fresh copies), pooled, cosine x s."""
 
-    def __init__(self, a: torch.Tensor, base: int, shared: int, width: float, num_classes: int,
-                 s: float):
+    def __init__(self, blocks: list[nn.Module], feat_dim: int, pool, num_classes: int, s: float):
         super().__init__()
-        layers, c_in = [], base * _LAYERS[shared - 1][0]
-        for mult, stride in _LAYERS[shared:]:
-            c_out = int(base * mult * width)
-            if c_out % 4 or c_out < 8:  # 4 temporal branches; CTRGC needs in // 8 >= 1
-                raise BenchmarkError(f"ride: expert width {c_out} must be a multiple of 4, >= 8")
-            layers.append(TCNGCNUnit(c_in, c_out, a, stride=stride))
-            c_in = c_out
-        self.layers = nn.Sequential(*layers)
-        self.feat_dim = c_in
-        self.fc = NormedLinear(c_in, num_classes)
+        self.layers = nn.Sequential(*blocks)
+        self.feat_dim = feat_dim
+        self.fc = NormedLinear(feat_dim, num_classes)
         self.s = s
+        self._pool = pool  # the backbone's pool (a bound method: not a submodule)
 
     def forward(self, h: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.layers(h)
-        feat = y.view(n, m, y.shape[1], -1).mean(3).mean(1)  # CTR-GCN pool: (T, V), then M
+        feat = self._pool(y.view(n, m, *y.shape[1:]))
         return self.s * self.fc(feat), feat
 
 
 class RIDEModel(nn.Module):
-    """Shared CTR-GCN trunk (data_bn, l1..l{shared}) + E experts; ``forward`` = mean logits."""
+    """Shared trunk (stem + the first ``shared`` blocks) + E experts; ``forward`` = mean logits.
+
+    Through the backbone contract: the trunk's later blocks become identities and each expert
+    owns fresh copies of them. Where the backbone can build narrower copies (``make_blocks``,
+    CTR-GCN) ``reduce_dimension`` uses 3/4 width as RIDE's CIFAR config; elsewhere the experts
+    are full width (``make_backbone()`` gives each its own independent initialisation).
+    """
 
     def __init__(self, backbone: nn.Module, num_classes: int, experts: int, shared: int,
-                 reduce_dimension: bool, s: float):
+                 reduce_dimension: bool, s: float, make_backbone=None):
         super().__init__()
-        if not 1 <= shared <= 9:
-            raise BenchmarkError(f"ride: shared_layers must be in 1..9, got {shared}")
+        names = backbone.block_names()
+        if not 1 <= shared <= len(names) - 1:
+            raise BenchmarkError(f"ride: shared_layers must be in 1..{len(names) - 1}, got {shared}")
         self.trunk = backbone
-        for i in range(shared + 1, 11):  # the experts own these layers
-            setattr(backbone, f"l{i}", nn.Identity())
+        for name in names[shared:]:  # the experts own these blocks
+            setattr(backbone, name, nn.Identity())
         backbone.fc = nn.Identity()
         self.shared = shared
-        a = torch.from_numpy(spatial_graph(backbone.graph))
         width = 0.75 if reduce_dimension else 1.0
-        self.experts = nn.ModuleList(Expert(a, backbone.base_channel, shared, width, num_classes, s)
-                                     for _ in range(experts))
+        made = []
+        for _ in range(experts):
+            if hasattr(backbone, "make_blocks"):
+                blocks, dim = backbone.make_blocks(shared, width)
+            else:
+                if make_backbone is None:
+                    raise BenchmarkError("ride: this backbone needs make_backbone for its experts")
+                fresh = make_backbone()
+                blocks, dim = fresh.blocks()[shared:], fresh.feat_dim
+            made.append(Expert(blocks, dim, backbone.pool, num_classes, s))
+        self.experts = nn.ModuleList(made)
         self.feat_dim = self.experts[0].feat_dim
 
     def expert_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(E, N, C) expert logits (x s) and (N, D) mean pooled feature."""
-        fmap = self.trunk.features(x)  # l{shared+1}.. are identities: the shared trunk's map
+        fmap = self.trunk.features(x)  # the later blocks are identities: the shared trunk's map
         n, m = fmap.shape[:2]
         h = fmap.flatten(0, 1)
         outs = [e(h, n, m) for e in self.experts]
@@ -159,7 +161,7 @@ class RIDE(Method):
 
     def build_model(self, ctx: Context, make_backbone) -> nn.Module:
         return RIDEModel(make_backbone(), ctx.num_classes, self.hp.num_experts,
-                         self.hp.shared_layers, self.hp.reduce_dimension, self.hp.s)
+                         self.hp.shared_layers, self.hp.reduce_dimension, self.hp.s, make_backbone)
 
     def on_epoch_start(self, epoch: int, model, ctx: Context) -> None:
         self.reweighted = epoch >= self.reweight_epoch

@@ -41,3 +41,5 @@ def build_backbone(name: str, **kwargs: Any) -> nn.Module:
 
 
 from . import ctrgcn  # noqa: E402,F401  (registers "ctrgcn")
+from . import aagcn  # noqa: E402,F401  (registers "aagcn")
+from . import infogcn  # noqa: E402,F401  (registers "infogcn")

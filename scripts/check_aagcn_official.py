@@ -1,0 +1,404 @@
+"""One-off check of our AAGCN against the official 2s-AGCN implementation (run by hand, CPU).
+
+    git clone https://github.com/lshiwjx/2s-AGCN /tmp/2s-AGCN
+    python scripts/check_aagcn_official.py --official /tmp/2s-AGCN
+
+Loads ``model/aagcn.py`` and ``graph/ntu_rgb_d.py`` from that checkout (nothing of it lives in
+this repo; the model file is imported by path, so the checkout's other modules and their
+dependencies are never imported) and, for NTU-60, NTU-120 and NW-UCLA, checks that
+  * the official NTU graph is ours (NW-UCLA has no official 2s-AGCN graph: both models get
+    ours, which still exercises the 20-joint spatial attention kernel),
+  * the same torch seed gives bit-identical initial weights, the state_dict keys, order and
+    shapes are identical, and the official weights load into ours strictly (our loader),
+  * logits (eval and train mode), updated BN running statistics and all gradients agree, in
+    float32 (next to the official model's own float32-vs-float64 error) and in float64, with
+    the official init (alpha = 0, attention weights 0: the adaptive and attention paths are
+    idle), with every tensor perturbed (all paths live), and with perturbed weights plus BN
+    statistics averaged over random batches (eval logits at a realistic scale),
+  * the golden vectors of ``tests/test_aagcn.py`` (``--write-golden DIR`` writes them, from the
+    official model in float64),
+then times a CPU training step (forward + backward + SGD) of NTU-60 at input (16,3,64,25,2),
+alternating the two models in one process. Prints one JSON object; ``summary`` holds the
+headline numbers ("rel" = max |ours - official| / max |official|).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmark.backbones.aagcn import AAGCN, load_official_state_dict  # noqa: E402
+from benchmark.backbones.graph import spatial_graph  # noqa: E402
+
+GRAPH_MODULE = "aagcn_check_graphs"  # holds the UCLA graph handed to the official model
+CONFIGS = {  # name: (ours kwargs, official graph class, input (C, T, V, M) of batches of 4)
+    "ntu60": (dict(num_class=60, num_point=25, num_person=2, graph="ntu"),
+              "graph.ntu_rgb_d.Graph", (3, 32, 25, 2)),
+    "ntu120": (dict(num_class=120, num_point=25, num_person=2, graph="ntu"),
+               "graph.ntu_rgb_d.Graph", (3, 32, 25, 2)),
+    "ucla": (dict(num_class=10, num_point=20, num_person=1, graph="ucla"),
+             f"{GRAPH_MODULE}.UclaGraph", (3, 52, 20, 1)),
+}  # NTU at T = 32 keeps the float64 runs short on 2 shared cores (the timing uses T = 64)
+
+# The golden test (tests/test_aagcn.py): closed-form weights and input (no random generator,
+# so any machine rebuilds them), the official width 64; the vector is the eval logits, the
+# train-mode logits and the train-mode gradients of these tensors (cross-entropy on labels
+# 0, 1), concatenated in float64.
+GOLDEN = {"ntu": ("ntu60", (2, 3, 16, 25, 2)), "ucla": ("ucla", (2, 3, 16, 20, 1))}
+GOLDEN_GRADS = ["data_bn.weight", *[f"l{i}.gcn1.alpha" for i in range(1, 11)], "l1.gcn1.PA",
+                "l1.gcn1.conv_a.0.weight", "l2.gcn1.conv_sa.bias", "l2.gcn1.fc2c.bias",
+                "l4.gcn1.fc1c.bias", "l8.residual.bn.weight", "l10.gcn1.conv_ta.bias",
+                "fc.bias"]
+
+
+def golden_path(folder: Path, name: str) -> Path:
+    return folder / f"aagcn_golden_{name}.npy"
+
+
+def formula_state(model: torch.nn.Module) -> dict:
+    """Every float tensor of ``model``'s state from a closed form: tensor j, element k gets
+    u = sin(0.7 k + 1.3 j + 0.1), scaled per kind (BN gammas ~1 and variances >= 0.5, conv
+    weights ~1/sqrt(fan_in), alpha and every attention weight non-zero)."""
+    bns = {name for name, m in model.named_modules()
+           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    out = {}
+    for j, (key, t) in enumerate(model.state_dict().items()):
+        if not t.is_floating_point():
+            out[key] = t.clone()
+            continue
+        owner, _, leaf = key.rpartition(".")
+        u = torch.sin(0.7 * torch.arange(t.numel(), dtype=torch.float64) + 1.3 * j + 0.1)
+        if owner in bns:
+            u = {"weight": 1 + 0.25 * u, "running_var": 1 + 0.5 * u}.get(leaf, 0.1 * u)
+        elif leaf == "alpha":
+            u = 0.5 * u
+        elif leaf == "PA":
+            u = 0.2 * u
+        elif t.dim() >= 2:
+            u = u * (3.0 * t.shape[0] / t.numel()) ** 0.5
+        else:
+            u = 0.1 * u
+        out[key] = u.view(t.shape).to(t.dtype)
+    return out
+
+
+def formula_input(shape: tuple, dtype: torch.dtype = torch.float64,
+                  phase: float = 0.2) -> torch.Tensor:
+    n = int(np.prod(shape))
+    return torch.sin(0.37 * torch.arange(n, dtype=torch.float64) + phase).view(shape).to(dtype)
+
+
+def golden_vector(model: torch.nn.Module, name: str,
+                  dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """The golden vector of config ``name`` computed by ``model`` (ours or the official one,
+    built for that config) in ``dtype``. Eval mode runs on BN statistics measured on a second
+    closed-form batch (made-up statistics would blow the logits up layer after layer)."""
+    shape = GOLDEN[name][1]
+    model.to(dtype)
+    sd = formula_state(model)
+    x = formula_input(shape, dtype)
+    y = torch.arange(shape[0]) % model.fc.out_features
+    model.load_state_dict(sd, strict=True)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    train_logits = model(x)
+    F.cross_entropy(train_logits, y).backward()
+    params = dict(model.named_parameters())
+    # copies: model.float() below converts every .grad in place
+    grads = [params[k].grad.detach().clone() for k in GOLDEN_GRADS]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average: exactly the batch's statistics
+    with torch.no_grad():
+        model(formula_input(shape, dtype, phase=1.1))
+        for bn in bns:
+            bn.momentum = 0.1
+        model.eval()
+        eval_logits = model(x)
+    model.float()
+    parts = [eval_logits, train_logits.detach()] + grads
+    return torch.cat([p.detach().double().flatten() for p in parts]).numpy()
+
+
+# ----------------------------------------------------------------------------- official code
+def import_official(root: Path):
+    """The official ``Model`` class. ``model/aagcn.py`` is imported by path (its package
+    ``__init__`` would import ``agcn.py`` too); its graph is named by a dotted path that it
+    imports itself, so the checkout root goes on sys.path for ``graph.ntu_rgb_d``."""
+    sys.path.insert(0, str(root.resolve()))
+    spec = importlib.util.spec_from_file_location("official_aagcn", root / "model" / "aagcn.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    class UclaGraph:  # ours: the official repository has none
+        def __init__(self, labeling_mode="spatial"):
+            self.A = spatial_graph("ucla").astype(np.float64)
+
+    graphs = types.ModuleType(GRAPH_MODULE)
+    graphs.UclaGraph = UclaGraph
+    sys.modules[GRAPH_MODULE] = graphs
+    return mod.Model
+
+
+def official_model(cls, kw: dict, graph: str):
+    return cls(num_class=kw["num_class"], num_point=kw["num_point"],
+               num_person=kw["num_person"], graph=graph,
+               graph_args={"labeling_mode": "spatial"})
+
+
+def official_commit(root: Path) -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or None
+    except OSError:
+        return None
+
+
+# ----------------------------------------------------------------------------- comparisons
+def perturb(sd: dict, gen: torch.Generator) -> dict:
+    """Every float tensor += noise (running_var kept positive), so no path is switched off."""
+    out = {}
+    for k, v in sd.items():
+        if v.is_floating_point():
+            noise = 0.1 * torch.randn(v.shape, generator=gen)
+            v = v.abs() + 0.5 + noise.abs() if k.endswith("running_var") else v + noise
+        out[k] = v.clone()
+    return out
+
+
+def calibrated(model, sd: dict, shape: tuple, gen: torch.Generator) -> dict:
+    """``sd`` with BN running statistics replaced by exact averages over a few random batches
+    (as after training), so that eval-mode activations have a realistic scale."""
+    model.load_state_dict(sd, strict=True)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn((8, *shape), generator=gen))
+    for bn in bns:
+        bn.momentum = 0.1
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def max_diff(a: dict, b: dict) -> float:
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel())
+
+
+def scale_of(a: dict) -> float:
+    return max(v.abs().max().item() for v in a.values() if v.numel())
+
+
+def cosine(a: dict, b: dict) -> float:
+    va = torch.cat([a[k].flatten() for k in sorted(a)])
+    vb = torch.cat([b[k].flatten() for k in sorted(a)])
+    return F.cosine_similarity(va, vb, dim=0).item()
+
+
+def run_mode(model, x, y, train: bool) -> dict:
+    """Logits, parameter gradients and the state after one forward/backward."""
+    model.train(train)
+    model.zero_grad(set_to_none=True)
+    logits = model(x)
+    F.cross_entropy(logits, y).backward()
+    grads = {k: p.grad.double() for k, p in model.named_parameters()}
+    state = {k: v.double() for k, v in model.state_dict().items()}
+    return {"logits": {"": logits.detach().double()}, "grads": grads, "state": state}
+
+
+def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Ours vs official in float32 and float64, with the official model's own float32
+    rounding error (official fp32 vs official fp64) as the noise floor: gradients of a deep
+    net through train-mode BN, and of conv biases right before a BN (true gradient 0), carry
+    rounding noise whatever the implementation. Eval runs first (on the loaded running
+    statistics), then train (which updates them)."""
+    res = {}
+    for mode in ("eval", "train"):
+        runs = {}
+        for dt in (torch.float32, torch.float64):
+            for name, m in (("off", off), ("ours", ours)):
+                m.to(dt).load_state_dict(sd, strict=True)
+                runs[name, dt] = run_mode(m, x.to(dt), y, mode == "train")
+        for what in ("logits", "grads", "state"):
+            o32, u32 = runs["off", torch.float32][what], runs["ours", torch.float32][what]
+            o64, u64 = runs["off", torch.float64][what], runs["ours", torch.float64][what]
+            scale = scale_of(o64)
+            r = {"ours_vs_official_fp32": max_diff(o32, u32),
+                 "official_fp32_vs_fp64": max_diff(o32, o64),
+                 "ours_vs_official_fp64": max_diff(o64, u64),
+                 "scale": scale}
+            r["rel_fp32"] = r["ours_vs_official_fp32"] / scale
+            r["rel_fp64"] = r["ours_vs_official_fp64"] / scale
+            if what == "grads":
+                r["cosine_fp32"] = cosine(o32, u32)
+            res[f"{mode}_{what}"] = r
+    off.float(), ours.float()
+    return res
+
+
+def check_config(cls, name: str, seed: int = 0) -> dict:
+    kw, graph, shape = CONFIGS[name]
+    torch.manual_seed(seed)
+    off = official_model(cls, kw, graph)
+    torch.manual_seed(seed)
+    ours = AAGCN(**kw)
+    so, su = off.state_dict(), ours.state_dict()
+    out = {
+        "params_official": sum(p.numel() for p in off.parameters()),
+        "params_ours": sum(p.numel() for p in ours.parameters()),
+        "tensors": len(su),
+        "keys_and_shapes_identical": [(k, tuple(v.shape)) for k, v in so.items()]
+                                     == [(k, tuple(v.shape)) for k, v in su.items()],
+        "same_seed_same_init": all(torch.equal(so[k], su[k]) for k in so),
+    }
+    # the official weights through our checkpoint loader (strict, 'module.' prefix dropped)
+    load_official_state_dict(ours, {"module." + k: v for k, v in so.items()})
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn((4, *shape), generator=gen)
+    y = torch.randint(0, kw["num_class"], (4,), generator=gen)
+    variants = {"official_init": {k: v.clone() for k, v in so.items()},
+                "perturbed": perturb(so, gen)}
+    variants["perturbed_calibrated_bn"] = calibrated(off, variants["perturbed"], shape, gen)
+    for variant, sd in variants.items():
+        out[variant] = compare(off, ours, sd, x, y)
+    return out
+
+
+def check_golden(cls, write_to: Path | None, repo_golden: Path) -> dict:
+    """Golden vectors: official (fp64) vs ours (fp64, fp32) and vs the committed files."""
+    res = {}
+    for name, (config, _) in GOLDEN.items():
+        kw, graph, _ = CONFIGS[config]
+        off = official_model(cls, kw, graph)
+        ref = golden_vector(off, name)
+        ours = AAGCN(**kw)
+        scale = np.abs(ref).max()
+        r = {"size": ref.size, "scale": float(scale),
+             "official_fp32_rel": float(np.abs(golden_vector(off, name, torch.float32) - ref).max()
+                                        / scale),
+             "rel_fp64": float(np.abs(golden_vector(ours, name) - ref).max() / scale),
+             "rel_fp32": float(np.abs(golden_vector(ours, name, torch.float32) - ref).max()
+                               / scale)}
+        if write_to is not None:
+            write_to.mkdir(parents=True, exist_ok=True)
+            np.save(golden_path(write_to, name), ref)
+            r["written"] = str(golden_path(write_to, name))
+        if golden_path(repo_golden, name).is_file():
+            committed = np.load(golden_path(repo_golden, name))
+            r["committed_file_rel"] = float(np.abs(committed - ref).max() / scale)
+        res[name] = r
+    return res
+
+
+def time_steps(cls, rounds: int, threads: int) -> dict:
+    """Samples/s of a training step. With 1 thread the clock is this thread's CPU time, which
+    background load on a shared machine barely disturbs; with more, wall time."""
+    torch.set_num_threads(threads)
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    kw, graph, _ = CONFIGS["ntu60"]
+    torch.manual_seed(0)
+    models = {"official": official_model(cls, kw, graph), "ours": AAGCN(**kw)}
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((16, 3, 64, 25, 2), generator=gen)
+    y = torch.randint(0, 60, (16,), generator=gen)
+    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
+
+    def step(k):
+        opts[k].zero_grad(set_to_none=True)
+        F.cross_entropy(models[k](x), y).backward()
+        opts[k].step()
+
+    times = {k: [] for k in models}
+    for k in models:  # warm-up (oneDNN kernel selection)
+        step(k), step(k)
+    for _ in range(rounds):  # alternate so background load hits both alike
+        for k in models:
+            t0 = clock()
+            step(k)
+            times[k].append(clock() - t0)
+    res = {"threads": threads, "clock": clock.__name__, "batch": 16, "rounds": rounds}
+    for k, ts in times.items():
+        res[f"{k}_samples_per_s_median"] = round(16 / statistics.median(ts), 2)
+        res[f"{k}_samples_per_s_best"] = round(16 / min(ts), 2)
+    res["speedup_median"] = round(statistics.median(times["official"]) /
+                                  statistics.median(times["ours"]), 3)
+    res["speedup_best"] = round(min(times["official"]) / min(times["ours"]), 3)
+    return res
+
+
+def summarise(report: dict) -> dict:
+    """Worst cases over configs and weight variants."""
+    s = {}
+    checked = [report[c] for c in CONFIGS if c in report]
+    for mode in ("eval", "train"):
+        for what in ("logits", "grads"):
+            rows = [c[v][f"{mode}_{what}"] for c in checked
+                    for v in ("official_init", "perturbed", "perturbed_calibrated_bn")]
+            if rows:
+                s[f"{mode}_{what}_max_rel_fp32"] = max(r["rel_fp32"] for r in rows)
+                s[f"{mode}_{what}_max_rel_fp64"] = max(r["rel_fp64"] for r in rows)
+                s[f"{mode}_{what}_official_own_fp32_rel"] = max(
+                    r["official_fp32_vs_fp64"] / r["scale"] for r in rows)
+            if what == "grads" and rows:
+                s[f"{mode}_grads_min_cosine_fp32"] = min(r["cosine_fp32"] for r in rows)
+    for c in ("ntu60", "ntu120", "ucla"):
+        if c in report:
+            s[f"params_{c}"] = {"ours": report[c]["params_ours"],
+                                "official": report[c]["params_official"]}
+    if checked:
+        s["all_keys_shapes_identical"] = all(c["keys_and_shapes_identical"] for c in checked)
+        s["all_same_seed_same_init"] = all(c["same_seed_same_init"] for c in checked)
+    for k, v in report.items():
+        if k.startswith("train_step_cpu"):
+            s[f"speedup_median_{v['threads']}thread"] = v["speedup_median"]
+    return s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--official", required=True, type=Path, help="checkout of lshiwjx/2s-AGCN")
+    ap.add_argument("--rounds", type=int, default=10, help="timed training steps per model")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, torch.get_num_threads()],
+                    help="thread counts to time (1 = CPU-time clock)")
+    ap.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS),
+                    help="configs to compare (none: only the golden vectors and the timing)")
+    ap.add_argument("--write-golden", type=Path, default=None, metavar="DIR",
+                    help="write the golden vectors of tests/test_aagcn.py into DIR")
+    args = ap.parse_args()
+    for f in ("model/aagcn.py", "graph/ntu_rgb_d.py"):
+        if not (args.official / f).is_file():
+            sys.exit(f"error: {args.official}: no {f} (not a 2s-AGCN checkout)")
+    cls = import_official(args.official)
+    from graph.ntu_rgb_d import Graph  # the official graph, from the user's checkout
+
+    threads = torch.get_num_threads()
+    report = {"torch": torch.__version__, "official_commit": official_commit(args.official),
+              "ntu_graph_identical": bool(np.array_equal(Graph().A.astype(np.float32),
+                                                         spatial_graph("ntu")))}
+    for name in args.configs:
+        report[name] = check_config(cls, name)
+    report["golden"] = check_golden(cls, args.write_golden,
+                                    Path(__file__).resolve().parents[1] / "tests" / "golden")
+    for n_threads in args.threads if args.rounds else []:
+        report[f"train_step_cpu_{n_threads}thread"] = time_steps(cls, args.rounds, n_threads)
+    torch.set_num_threads(threads)
+    report["summary"] = summarise(report)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
