@@ -379,6 +379,24 @@ class CTRGCN(nn.Module):
     def block_names(self) -> list[str]:
         return [f"l{i}" for i in range(1, 11)]
 
+    # (out = base x mult, stride) of l1..l10
+    _LAYERS = ((1, 1), (1, 1), (1, 1), (1, 1), (2, 2), (2, 1), (2, 1), (4, 2), (4, 1), (4, 1))
+
+    def make_blocks(self, start: int, width: float = 1.0) -> tuple[list[nn.Module], int]:
+        """New, freshly initialised copies of blocks ``start..`` (0-based) with their widths
+        scaled by ``width`` (the optional contract extension RIDE's narrower experts use);
+        returns (blocks, output channels)."""
+        a = torch.from_numpy(spatial_graph(self.graph))
+        base = self.base_channel
+        blocks, c_in = [], base * self._LAYERS[start - 1][0]
+        for mult, stride in self._LAYERS[start:]:
+            c_out = int(base * mult * width)
+            if c_out % 4 or c_out < 8:  # 4 temporal branches; CTRGC needs in // 8 >= 1
+                raise BenchmarkError(f"expert width {c_out} must be a multiple of 4, >= 8")
+            blocks.append(TCNGCNUnit(c_in, c_out, a, stride=stride))
+            c_in = c_out
+        return blocks, c_in
+
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V, M) (or (N, T, V*C), read as M=1) -> (N*M, C, T, V) after data_bn."""
         if x.dim() == 3:
