@@ -205,8 +205,8 @@ def test_missing_runs_and_empty_groups_are_dashes(built):
     assert md["FSA"][:4] == ["--"] * 4 and tex["FSA"][:4] == ["--"] * 4
     assert md["Mixup"][3] == "--" and md["Mixup"][2] != "--"
     assert "(n=1)" in md["GLMC"][0] and "±" not in md["GLMC"][0]
-    assert "- 3 of 38 runs missing" in (folder / "table1.md").read_text()
-    assert "3 of 38 runs missing" in (folder / "table1.tex").read_text()
+    assert "- 3 of 40 runs missing" in (folder / "table1.md").read_text()
+    assert "3 of 40 runs missing" in (folder / "table1.tex").read_text()
     assert "1 of 30 runs missing" in (folder / "table3.md").read_text()
     _, md3 = md_table(folder / "table3.md")  # IF 10 has no Few group but shows top-1
     assert all(c != "--" for cells in md3.values() for c in cells)
@@ -308,7 +308,7 @@ def test_published_column_only_on_ntu(built, ntu_built):
     j = header.index("LT-NTU60 Paper") - 1
     assert md["Cross-Entropy"][j] == "74.4 / 86.4 / 69.5 / 63.8"
     assert md["Logit Adjustment"][j] == "--" and md["Cross-Entropy"][0] == "--"
-    assert "76 of 76 runs missing" in (folder / "table1.md").read_text()
+    assert "80 of 80 runs missing" in (folder / "table1.md").read_text()
     _, md3 = md_table(folder / "table3.md")
     assert md3["Shap-Mix"][1::2] == ["83.0", "76.8", "73.0"]
     _, md13 = md_table(folder / "table13.md")
@@ -359,7 +359,8 @@ def _check_latex(text: str) -> None:
 
 def test_latex_is_well_formed(built):
     texs = sorted((built["results"] / "tables" / "synth").glob("*.tex"))
-    assert [p.stem for p in texs] == ["table1", "table13", "table3", "table7", "table8"]
+    assert [p.stem for p in texs] == ["plugin", "table1", "table13", "table3", "table7", "table8",
+                                      "table9"]
     for p in texs:
         _check_latex(p.read_text())
     assert "over 2 seeds (0, 1)" in (texs[0]).read_text()
@@ -401,7 +402,7 @@ def test_rebuild_is_byte_identical(built):
                 for p in sorted(res.rglob("*")) if p.is_file()}
 
     before = digest()
-    assert len(before) == 1 + 5 * 3 + 6
+    assert len(before) == 1 + 7 * 3 + 6
     shutil.rmtree(res / "tables")
     shutil.rmtree(res / "figures")
     build_reports(list(built["suites"].values()), built["runs"], res)

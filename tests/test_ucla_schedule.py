@@ -139,7 +139,7 @@ def test_every_ucla_table_caption_states_schedule_and_repeat():
     from benchmark.report_tables import build_table
 
     tables = [s for s in get_suites("all", "ucla") if s.kind != "figure"]
-    assert len(tables) == 5
+    assert len(tables) == 7
     for suite in tables:
         cap = build_table(suite, {}, pd.DataFrame()).caption
         assert cap.endswith(schedule_caption("ucla")) and "repeat 1 (each training clip" in cap
