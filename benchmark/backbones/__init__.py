@@ -42,4 +42,6 @@ def build_backbone(name: str, **kwargs: Any) -> nn.Module:
 
 from . import ctrgcn  # noqa: E402,F401  (registers "ctrgcn")
 from . import aagcn  # noqa: E402,F401  (registers "aagcn")
+from . import stgcnpp  # noqa: E402,F401  (registers "stgcnpp")
 from . import infogcn  # noqa: E402,F401  (registers "infogcn")
+from . import hdgcn  # noqa: E402,F401  (registers "hdgcn")
