@@ -253,7 +253,7 @@ def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
     alongside, and ours fp32 vs official fp64 is our own rounding error; ``*_rel`` divide by
     the largest official float64 magnitude of that quantity. Eval runs first (on the loaded
     running statistics), then train (which updates them). Train-mode float32 gradients carry
-    ~2-4x the official rounding error: PyTorch's channels-last CPU BatchNorm (ours) sums its
+    ~2-5x the official rounding error: PyTorch's channels-last CPU BatchNorm (ours) sums its
     statistics in float32, the NCHW kernel (official) in float64."""
     res = {}
     for mode in ("eval", "train"):

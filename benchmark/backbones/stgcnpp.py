@@ -36,7 +36,7 @@ Inside the blocks a feature map lives as (V, N, T, C), contiguous:
 
 Blocks take and return (N, C, T, V) views of that memory (any (N, C, T, V) tensor works).
 Measured against the official model: float32 logits within ~5e-6 relative, float64 ~1e-13;
-train-mode float32 gradients carry ~2-4x the official model's own rounding error, because
+train-mode float32 gradients carry ~2-5x the official model's own rounding error, because
 PyTorch's channels-last CPU BatchNorm sums its statistics in float32 (its NCHW kernel in
 float64) - far below SGD noise, and the price of the layout.
 """
@@ -51,8 +51,7 @@ from torch import nn
 
 from ..ckpt import read_weights_only
 from ..errors import BenchmarkError, bad_file
-from . import BACKBONES
-from . import ctrgcn
+from . import BACKBONES, ctrgcn
 from .ctrgcn import batch_norm_cat
 from .graph import layout_name, pyskl_spatial_graph
 
