@@ -53,6 +53,7 @@ from torch import nn
 from ..ckpt import read_weights_only
 from ..errors import BenchmarkError, bad_file
 from . import BACKBONES
+from .base import SkeletonBackbone
 from .graph import layout_name, spatial_graph
 
 TCN_KERNEL = 5         # MultiScale_TemporalConv kernel size and dilations used by every layer
@@ -321,7 +322,7 @@ class TCNGCNUnit(nn.Module):
 
 # ----------------------------------------------------------------------------- model
 @BACKBONES.register("ctrgcn")
-class CTRGCN(nn.Module):
+class CTRGCN(SkeletonBackbone):
     """CTR-GCN on (N, C, T, V, M) skeletons; every person runs through the backbone alone.
 
     Model contract (spec_baselines §21.1): ``features(x)`` -> (N, M, feat_dim, T/4, V),
@@ -397,16 +398,6 @@ class CTRGCN(nn.Module):
             c_in = c_out
         return blocks, c_in
 
-    def stem(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, T, V, M) (or (N, T, V*C), read as M=1) -> (N*M, C, T, V) after data_bn."""
-        if x.dim() == 3:
-            n, t, _ = x.shape
-            x = x.view(n, t, self.num_point, -1).permute(0, 3, 1, 2).unsqueeze(-1)
-        n, c, t, v, m = x.shape
-        # data_bn channel = m*V*C + v*C + c (person-major, then joint, then coordinate)
-        x = self.data_bn(x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t))
-        return x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
-
     def eval_chunk(self, t: int, v: int, m: int) -> int:
         """Clips per piece of a CPU no-grad eval forward: l1's output of a piece ~ the budget."""
         return max(1, round(CPU_EVAL_CHUNK_BYTES / (4 * m * self.base_channel * t * v)))
@@ -427,18 +418,6 @@ class CTRGCN(nn.Module):
             for layer in self.layers():
                 x = layer(x)
         return x.view(n, m, *x.shape[1:])
-
-    def pool(self, feat_map: torch.Tensor) -> torch.Tensor:
-        """Mean over time and joints, then over persons (padded persons included, as official)."""
-        return feat_map.flatten(3).mean(3).mean(1)
-
-    def head(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop_out(feat))
-
-    def forward(self, x: torch.Tensor, return_feat: bool = False):
-        feat = self.pool(self.features(x))
-        logits = self.head(feat)
-        return (logits, feat) if return_feat else logits
 
 
 # ----------------------------------------------------------------------------- checkpoints

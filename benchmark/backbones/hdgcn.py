@@ -44,6 +44,7 @@ from torch import nn
 
 from ..errors import BenchmarkError
 from . import BACKBONES
+from .base import SkeletonBackbone
 from .ctrgcn import (UnitTCN, batch_norm_cat, bn_init, conv1x1,  # noqa: F401 (loaders
                      load_checkpoint_file, load_official_state_dict)  # re-exported: generic)
 from .graph import layout_name
@@ -362,7 +363,7 @@ LAYERS = ((1, 1), (1, 1), (1, 1), (1, 1), (2, 2), (2, 1), (2, 1), (4, 2), (4, 1)
 
 
 @BACKBONES.register("hdgcn")
-class HDGCN(nn.Module):
+class HDGCN(SkeletonBackbone):
     """HD-GCN on (N, C, T, V, M) skeletons; every person runs through the backbone alone.
 
     Backbone contract (``benchmark.backbones``): ``stem``, ``blocks()`` = l1..l10,
@@ -416,32 +417,3 @@ class HDGCN(nn.Module):
         """l1..l10, read by name (a method may swap one for another module)."""
         return [getattr(self, name) for name in self.block_names()]
 
-    def stem(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, T, V, M) (or (N, T, V*C), read as M=1) -> (N*M, C, T, V) after data_bn."""
-        if x.dim() == 3:
-            n, t, _ = x.shape
-            x = x.view(n, t, self.num_point, -1).permute(0, 3, 1, 2).unsqueeze(-1)
-        n, c, t, v, m = x.shape
-        # data_bn channel = m*V*C + v*C + c (person-major, then joint, then coordinate)
-        x = self.data_bn(x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t))
-        return x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, T, V, M) (or (N, T, V*C)) -> the last block's map (N, M, 4*base, T/4, V)."""
-        n = x.shape[0]
-        x = self.stem(x)
-        for block in self.blocks():
-            x = block(x)
-        return x.view(n, -1, *x.shape[1:])
-
-    def pool(self, feat_map: torch.Tensor) -> torch.Tensor:
-        """Mean over time and joints, then over persons (padded persons included, as official)."""
-        return feat_map.flatten(3).mean(3).mean(1)
-
-    def head(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop_out(feat))
-
-    def forward(self, x: torch.Tensor, return_feat: bool = False):
-        feat = self.pool(self.features(x))
-        logits = self.head(feat)
-        return (logits, feat) if return_feat else logits
