@@ -15,7 +15,7 @@ from .errors import BenchmarkError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import saliency, sweep_cli, train_cli
+    from . import ensemble, saliency, sweep_cli, train_cli
     from .data import cli as data_cli
 
     p = argparse.ArgumentParser(prog="python -m benchmark",
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.add_parser(sub)
     saliency.add_parser(sub)
     sweep_cli.add_parser(sub)
+    ensemble.add_parser(sub)
     return p
 
 

@@ -243,6 +243,40 @@ def request_index(runs_dir: str | os.PathLike) -> dict[str, str]:
     return {k: v for k, (_, v) in found.items()}
 
 
+def fuse_rows(suite: Any, ids: dict[tuple[str, str], list[tuple[int, str]]], present: set[str],
+              runs_dir: str | os.PathLike, data_root: str | os.PathLike | None = None
+              ) -> list[dict[str, Any]]:
+    """The entries of the suite's fused rows: per column and seed, the ensemble of its member
+    rows' runs of that seed (:func:`benchmark.ensemble.ensemble`). Adds each entry's id to
+    ``ids`` (an id that is not returned, because a member run is missing, is a missing cell)
+    and returns summary rows for the found ones."""
+    from .ensemble import ensemble, load_run
+    from .report_tables import FUSED_PREFIX
+
+    loaded: dict[str, Any] = {}
+    out = []
+    for f in suite.fused:
+        for col in suite.cols:
+            entries = []
+            for seed in suite.seeds:
+                members = [dict(ids.get((m, col), [])).get(seed) for m in f.members]
+                fid = f"{FUSED_PREFIX}{suite.name}:{f.row}:{col}:{seed}"
+                entries.append((seed, fid))
+                if not all(m in present for m in members):
+                    continue
+                for m in members:  # a run in two fused rows (2s and 4s) is read once
+                    if m not in loaded:
+                        loaded[m] = load_run(Path(runs_dir) / m, data_root)
+                runs = [loaded[m] for m in members]
+                res = ensemble(runs, preset=f.preset)
+                out.append({"run_id": fid, "dataset": suite.data, "method": f"fused:{f.row}",
+                            "seed": seed, **{k: (math.nan if res[k] is None else res[k])
+                                             for k in ACCURACY_KEYS},
+                            "params_total": math.nan, "train_seconds": math.nan})
+            ids[(f.row, col)] = entries
+    return out
+
+
 def build_reports(suites: list[Any], runs_dir: str | os.PathLike,
                   results_dir: str | os.PathLike, data_root: str | os.PathLike | None = None,
                   device_type: str = "cpu") -> list[Path]:
@@ -260,9 +294,15 @@ def build_reports(suites: list[Any], runs_dir: str | os.PathLike,
     write_csv(summary, df)
     written.append(summary)
     log.info("report: %d finished run(s) in %s", len(df), runs_dir)
-    by_id = df.set_index("run_id", drop=False)
     by_request = request_index(runs_dir)
     run_ids = {s.name: suite_run_ids(s, data_root, device_type, by_request) for s in suites}
+    fused_rows: list[dict[str, Any]] = []
+    for s in suites:
+        if getattr(s, "fused", ()):
+            fused_rows += fuse_rows(s, run_ids[s.name], set(df["run_id"]), runs_dir, data_root)
+    if fused_rows:
+        df = pd.concat([df, pd.DataFrame(fused_rows, columns=df.columns)], ignore_index=True)
+    by_id = df.set_index("run_id", drop=False)
     for suite in suites:
         if suite.kind not in REPORT_KINDS:
             continue

@@ -7,8 +7,10 @@ renderers only format it. Conventions (item 22 and the Shap-Mix paper's tables):
 * cells are mean ± sample standard deviation (ddof 1) over seeds, accuracies in percent with
   one decimal; ``--`` for a missing run or an empty Many/Medium/Few group (never 0);
 * the best mean of each column is bold (highest accuracy; fewest parameters, shortest time);
-* † marks a top-1 mean that differs from the CE row of the same column at p < 0.05 in a
-  two-sided paired t-test over matched seeds (``scipy.stats.ttest_rel``; >= 2 seeds needed);
+* † marks a top-1 mean that differs from its reference row (the CE row unless the suite pairs
+  rows itself: ST-Mix vs CE per stream in Table 4, each value vs the default in Tables 10-12)
+  of the same column at p < 0.05 in a two-sided paired t-test over matched seeds
+  (``scipy.stats.ttest_rel``; >= 2 seeds needed);
 * where the paper has the same setting (``suite.published``) a "Paper" column stands beside ours.
 
 LaTeX is an in-house booktabs writer (tabulate would escape ``\\pm`` / ``\\textbf``, pandas'
@@ -32,7 +34,9 @@ from .errors import BenchmarkError
 ALPHA = 0.05
 WIDE_COLUMNS = 6  # more data columns than this: the LaTeX tabular is scaled to the line width
 CE_ROWS = ("Cross-Entropy", "Baseline (CE)")
-ROW_HEADER = {"table7": "Variant", "table8": "Guidance"}
+ROW_HEADER = {"table7": "Variant", "table8": "Guidance", "table10": "Parts (min, max)",
+              "table11": "Temporal ratio (min, max)", "table12": "Temperature"}
+FUSED_PREFIX = "fused:"  # the run ids the report gives a fused row's per-seed entries
 GROUP_METRICS = ("many", "medium", "few")
 LABELS = {"top1": "Top-1", "many": "Many", "medium": "Medium", "few": "Few",
           "params": "Params (M)", "hours": "Train time (h)"}
@@ -59,7 +63,7 @@ class Entry:
     paper: tuple[float | None, ...] | None = None           # paper column / this metric's
     bold: bool = False
     dagger: bool = False
-    p: float = math.nan       # paired t-test against the CE row (top-1 only)
+    p: float = math.nan       # paired t-test against the reference row (top-1 only)
 
     @property
     def n(self) -> int:
@@ -93,6 +97,7 @@ class Table:
     group_header: bool         # a spanning header row of settings above the sub-columns
     sub_header: bool           # sub-column labels (False: one column per setting)
     paper_metrics: tuple[str, ...] = ()  # what the paper's numbers are (one per metric)
+    refs: dict[str, str] = field(default_factory=dict)  # row -> the row its † test is against
 
 
 # ------------------------------------------------------------------------ building
@@ -166,7 +171,9 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
     from .suites import DATA_PROFILES
 
     present = set(by_id.index)
-    planned_ids = {rid for runs in run_ids.values() for _, rid in runs}
+    # a fused row's entries are computed from its members' runs, which are the ones counted
+    planned_ids = {rid for runs in run_ids.values() for _, rid in runs
+                   if not rid.startswith(FUSED_PREFIX)}
     missing = len(planned_ids - present)
     scales = {}
     for metric in SOURCE:
@@ -191,8 +198,8 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
                         if not math.isnan(v):
                             e.values[seed] = float(v)
             cells[(row, j)] = e
-    ce = next((r for r in CE_ROWS if r in suite.rows), None)
-    too_few = _significance(suite, columns, cells, ce)
+    refs = references(suite)
+    too_few = _significance(columns, cells, refs)
     _mark_best(suite.rows, columns, cells)
 
     seeds = tuple(suite.seeds)
@@ -207,14 +214,17 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
         caption += "".join(f" {schedule_caption(p)}" for p in suite.schedules)
     foot = [f"{missing} of {len(planned_ids)} runs missing"
             + (" (shown as --; (n=k): mean over the k seeds found)." if missing else ".")]
-    if ce is not None and "top1" in suite.metrics:
+    if refs and "top1" in suite.metrics:
         test = "two-sided paired t-test (scipy.stats.ttest_rel) on top-1 over matched seeds"
+        targets = set(refs.values())
+        against = (next(iter(targets)) if len(targets) == 1
+                   else "the row's reference (" + "; ".join(f"{r} vs {v}" for r, v in refs.items()) + ")")
         if len(seeds) >= 2:
             fewer = f" ({too_few} cell(s) had fewer: no mark)." if too_few else "."
-            foot.append(f"† p < {ALPHA} against {ce}: {test}; the test needs ≥ 2 matched "
+            foot.append(f"† p < {ALPHA} against {against}: {test}; the test needs ≥ 2 matched "
                         f"seeds{fewer}")
         else:
-            foot.append(f"No significance marks: the {test} against {ce} needs ≥ 2 seeds.")
+            foot.append(f"No significance marks: the {test} against {against} needs ≥ 2 seeds.")
     if any(c.metric is None for c in columns):
         what = " / ".join("Overall" if m == "top1" and len(paper_metrics) > 1 and suite.kind
                           != "cost" else LABELS[m] for m in paper_metrics)
@@ -230,23 +240,31 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
     return Table(suite.name, suite.tag, suite.title, ROW_HEADER.get(suite.name, "Method"),
                  list(suite.rows), columns, cells, seeds, caption, foot, notes,
                  len(planned_ids), missing, group_header=multi and suite.kind != "cost",
-                 sub_header=multi, paper_metrics=paper_metrics)
+                 sub_header=multi, paper_metrics=paper_metrics, refs=refs)
 
 
-def _significance(suite: Any, columns: list[Column], cells: dict[tuple[str, int], Entry],
-                  ce: str | None) -> int:
-    """Fill p / dagger of every top-1 cell against the CE row; return how many present cells
-    could not be tested (fewer than 2 seeds shared with CE)."""
+def references(suite: Any) -> dict[str, str]:
+    """row -> the row its top-1 is tested against: the suite's own pairs (``reference``), else
+    the Cross-Entropy row for every other row; rows without one are not tested."""
+    rows = set(suite.rows)
+    pairs = getattr(suite, "reference", None) or {}
+    if pairs:
+        return {r: v for r, v in pairs.items() if r in rows and v in rows and v != r}
+    ce = next((r for r in CE_ROWS if r in rows), None)
+    return {} if ce is None else {r: ce for r in suite.rows if r != ce}
+
+
+def _significance(columns: list[Column], cells: dict[tuple[str, int], Entry],
+                  refs: dict[str, str]) -> int:
+    """Fill p / dagger of every top-1 cell against its reference row; return how many present
+    cells could not be tested (fewer than 2 seeds shared with the reference)."""
     too_few = 0
-    if ce is None:
-        return 0
     for j, c in enumerate(columns):
         if c.metric != "top1":
             continue
-        ref = cells[(ce, j)].values
-        for row in suite.rows:
-            e = cells[(row, j)]
-            if row == ce or not e.values:
+        for row, ref_row in refs.items():
+            e, ref = cells[(row, j)], cells[(ref_row, j)].values
+            if not e.values:
                 continue
             if len(set(e.values) & set(ref)) < 2:
                 too_few += 1
@@ -381,6 +399,7 @@ def to_frame(table: Table) -> pd.DataFrame:
             out.append({"row": r, "col": c.group, "metric": c.metric, "unit": c.unit,
                         "mean": e.mean, "std": e.std, "n": e.n, "seeds": len(table.seeds),
                         "paper": None if e.paper is None else e.paper[0],
-                        "p_vs_ce": e.p, "dagger": e.dagger, "bold": e.bold})
+                        "reference": table.refs.get(r), "p_vs_reference": e.p, "dagger": e.dagger,
+                        "bold": e.bold})
     return pd.DataFrame(out, columns=["row", "col", "metric", "unit", "mean", "std", "n", "seeds",
-                                      "paper", "p_vs_ce", "dagger", "bold"])
+                                      "paper", "reference", "p_vs_reference", "dagger", "bold"])

@@ -8,7 +8,9 @@
     last.pt        resumable state after every epoch (benchmark.ckpt), written atomically
     final.json     the reported metrics of the LAST epoch + best-epoch-on-test (labelled),
                    the identity and the digest of the code that finished it
-    logits.npy     float16 test logits, test-index order
+    logits.npy     float32 test logits, test-index order (float16 in runs made before
+                   the ensembles: ``python -m benchmark ensemble`` reads both)
+    test_labels.npy  the test labels in the same order (int32; what an ensemble scores against)
     done           marker: the run is complete; re-running it does nothing
 
 The state machine follows DomainBed's sweep: ``done`` = finished, a folder without ``done`` =
@@ -363,7 +365,10 @@ def _run_ranks(spec: RunSpec, resolved: Any, cfg: TrainConfig, data: RunData, tr
     final = final_report(spec, cfg, data, logits, trainer.history, count_params(trainer.model),
                          identity, run_id, code)
     if dist.is_main:
-        _io.save_npy(run_dir / "logits.npy", logits.astype(np.float16))
+        # float32: an ensemble with weights (1, 0) gives this run's numbers exactly (float16
+        # rounding turns near-ties into other predictions)
+        _io.save_npy(run_dir / "logits.npy", logits.astype(np.float32))
+        _io.save_npy(run_dir / "test_labels.npy", np.asarray(data.test_labels, dtype=np.int32))
         _io.write_json(run_dir / "final.json", final)
         _io.write_text(run_dir / "done", f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
         g = final

@@ -14,6 +14,14 @@ Suites (``SUITES``; the paper's numbering):
     fig4     per-class accuracy vs class size (CE and Shap-Mix of Table 1)
     table9   CE vs Shap-Mix on CTR-GCN, ST-GCN++, Info-GCN, HD-GCN (appendix B.2)
     plugin   balanced: 2s-AGCN / CTR-GCN / Info-GCN / HD-GCN, + FR-Head, + ours (ST-Mix)
+    table4   balanced multi-stream: CE and ST-Mix per stream (j, b, jm, bm) and their fused
+             2-stream / 4-stream rows (the official ensemble weights)
+    table10  ST-Mix: number of mixed body parts (min, max)
+    table11  ST-Mix: mixed temporal ratio (min, max)
+    table12  Shap-Mix: the sampler's temperature
+
+A fused row (``Fused``) has no runs of its own: the report computes it, per seed, from the
+stored test logits of its member rows' runs (:mod:`benchmark.ensemble`).
 
 Each runs on a data profile (``DATA_PROFILES``): ``synth`` (embedded, the ``quick`` schedule),
 ``ucla`` (real NW-UCLA-LT, IF 10 with n_max 100, the ``ucla`` schedule: CTR-GCN's NW-UCLA
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -60,6 +69,7 @@ class DataProfile:
     seeds: tuple[int, ...] = DEFAULT_SEEDS  # default seeds of a sweep on this profile
     schedule_in_caption: bool = False  # every caption states the schedule (repeat included)
     plugin: tuple[Setting, ...] = ()   # the balanced plug-in table's columns (NTU120 xsub / xset)
+    streams: tuple[Setting, ...] = ()  # Table 4's columns (balanced NTU60 xsub / xview, NTU120 ...)
 
 
 DATA_PROFILES: dict[str, DataProfile] = {
@@ -90,6 +100,10 @@ DATA_PROFILES: dict[str, DataProfile] = {
         balanced=Setting("NTU60 xsub", "ntu60-xsub", None, profile="balanced"),
         plugin=(Setting("NTU120 xsub", "ntu120-xsub", None, profile="balanced"),
                 Setting("NTU120 xset", "ntu120-xset", None, profile="balanced")),
+        streams=(Setting("NTU60 xsub", "ntu60-xsub", None, profile="balanced"),
+                 Setting("NTU60 xview", "ntu60-xview", None, profile="balanced"),
+                 Setting("NTU120 xsub", "ntu120-xsub", None, profile="balanced"),
+                 Setting("NTU120 xset", "ntu120-xset", None, profile="balanced")),
         published=True,
         note="the paper's setting (CTR-GCN joint stream, xsub)"),
 }
@@ -101,6 +115,17 @@ class Row:
     method: str
     hparams: tuple[tuple[str, Any], ...] = ()
     in_paper: bool = True
+    train: tuple[tuple[str, Any], ...] = ()  # TrainConfig overrides (e.g. the input stream)
+
+
+@dataclass(frozen=True)
+class Fused:
+    """A row fused at test time from other rows' runs (per column and seed): the weighted
+    sum of their test logits (:func:`benchmark.ensemble.ensemble`)."""
+
+    row: str
+    members: tuple[str, ...]          # rows of the suite whose runs are fused
+    preset: str | None = None         # weights by stream (benchmark.ensemble.PRESETS); None: 1 each
 
 
 @dataclass(frozen=True)
@@ -124,6 +149,9 @@ class Suite:
     notes: tuple[str, ...] = ()
     published: dict[tuple[str, str], tuple[float | None, ...]] = field(default_factory=dict)
     profile: str | None = None         # a schedule that replaces the data profile's
+    fused: tuple[Fused, ...] = ()      # rows computed from other rows' runs (ensembles)
+    reference: dict[str, str] = field(default_factory=dict)  # row -> the row its † test is
+    # against (default: the Cross-Entropy row)
 
     @property
     def tag(self) -> str:
@@ -221,7 +249,8 @@ def make_spec(setting: Setting, row: Row, dp: DataProfile, profile: str | None) 
     prof = profile or setting.profile or dp.profile
     hp = {**schedule_hparams(row.method, prof), **dict(row.hparams)}
     return RunSpec(dataset=setting.dataset, method=row.method, imbalance=setting.imbalance,
-                   n_max=setting.n_max, hparams=hp, seed=0, profile=prof, backbone=setting.backbone)
+                   n_max=setting.n_max, hparams=hp, seed=0, profile=prof, backbone=setting.backbone,
+                   train=dict(row.train))
 
 
 def _grid(rows: tuple[Row, ...], settings: tuple[Setting, ...], dp: DataProfile,
@@ -365,9 +394,107 @@ def plugin(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suit
                  tuple(cells), seeds, dp.name, tuple(notes), pub)
 
 
+# --- multi-stream ensembles and the remaining ablations (Tables 4, 10, 11, 12) ----------
+STREAM_LABELS = {"j": "J", "b": "B", "jm": "JM", "bm": "BM"}
+PAPER_TABLE4 = {  # NTU60 xsub / xview, NTU120 xsub / xset, balanced
+    "2s-Ours": (93.4, 96.8, 90.2, 91.6), "4s-Ours": (93.7, 97.1, 90.4, 91.7),
+    "4s-CTR-GCN": (92.4, 96.8, 88.9, 90.6)}
+TABLE10_PARTS = ((1, 2), (1, 3), (2, 3), (2, 4), (3, 4))
+PAPER_TABLE10 = (91.0, 91.3, 91.6, 91.5, 91.2)   # ST-Mix, balanced NTU60 xsub
+TABLE11_RATIOS = ((0.3, 0.6), (0.3, 0.7), (0.4, 0.7), (0.4, 0.8), (0.5, 0.8))
+PAPER_TABLE11 = (91.2, 91.4, 91.6, 91.0, 91.2)
+TABLE12_TEMPERATURES = (0.1, 0.2, 0.3, 0.4, 0.5)
+PAPER_TABLE12 = (80.8, 80.8, 80.7, 80.3, 80.1)   # Shap-Mix, LT-NTU60 xsub IF 100
+
+
+def table4(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    settings = dp.streams or (dp.balanced,)
+    rows, fused, reference = [], [], {}
+    for method, name, fused_names in (("ce", "CE", ("2s-CTR-GCN", "4s-CTR-GCN")),
+                                      ("st_mix", "ST-Mix", ("2s-Ours", "4s-Ours"))):
+        single = [Row(f"{name} ({STREAM_LABELS[s]})", method, train=(("stream", s),))
+                  for s in STREAM_LABELS]
+        rows += single
+        fused += [Fused(fused_names[0], tuple(r.label for r in single[:2]), "2s"),
+                  Fused(fused_names[1], tuple(r.label for r in single),
+                        "ctrgcn-4s" if method == "ce" else "shapmix-4s")]
+    for r in rows[4:]:  # ST-Mix per stream against CE on the same stream
+        reference[r.label] = r.label.replace("ST-Mix", "CE")
+    reference.update({"2s-Ours": "2s-CTR-GCN", "4s-Ours": "4s-CTR-GCN"})
+    labels = [r.label for r in rows[:4]] + [f.row for f in fused[:2]] + \
+             [r.label for r in rows[4:]] + [f.row for f in fused[2:]]
+    cells = _grid(tuple(rows), settings, dp, profile)
+    pub = ({(r, st.label): (v,) for r, vals in PAPER_TABLE4.items() for st, v in zip(settings, vals)}
+           if dp.streams and dp.published else {})
+    notes = ["Streams: J joint, B bone, JM joint motion, BM bone motion (`--set stream=...`). "
+             "Fused rows add the streams' raw test logits per seed: 2s = J + B (1 / 1); "
+             "4s-CTR-GCN 0.6 / 0.6 / 0.4 / 0.4 (CTR-GCN's ensemble.py), 4s-Ours "
+             "0.6 / 0.6 / 0.6 / 0.3 (Shap-Mix's ensemble.py).",
+             "Ours = ST-Mix (balanced data); † tests each ST-Mix row against CE on the same "
+             "stream(s)."]
+    if not dp.streams:
+        notes.append(f"Runs on {settings[0].label} (the paper: balanced NTU60 xsub / xview, "
+                     f"NTU120 xsub / xset).")
+    return Suite("table4", "Table 4: multi-stream ensembles (balanced)", "accuracy",
+                 tuple(labels), tuple(st.label for st in settings), ("top1",), cells, seeds,
+                 dp.name, tuple(notes), pub, fused=tuple(fused), reference=reference)
+
+
+def ct_range(lo: float, hi: float, ref: int = 16) -> tuple[int, int]:
+    """A mixed temporal ratio (lo, hi) as ST-Mix's segment counts out of ``ref`` (16 segments
+    of 4 frames in the 64-frame window): the counts whose ratio lies in [lo, hi], so the
+    paper's default (0.4, 0.7) is the official code's Ct in 7..11."""
+    a, b = math.ceil(lo * ref - 1e-9), math.floor(hi * ref + 1e-9)
+    if not 1 <= a <= b <= ref:
+        raise BenchmarkError(f"temporal ratio ({lo}, {hi}) holds no segment count of {ref}")
+    return a, b
+
+
+def _ablation(name: str, title: str, rows: tuple[Row, ...], default: str, setting: Setting,
+              paper: tuple[float, ...], dp: DataProfile, seeds: tuple[int, ...],
+              profile: str | None, note: str) -> Suite:
+    """One hyper-parameter's grid on one setting; † tests each row against the default's."""
+    pub = ({(r.label, setting.label): (v,) for r, v in zip(rows, paper)}
+           if dp.published else {})
+    return Suite(name, f"{title} ({setting.label})", "accuracy", tuple(r.label for r in rows),
+                 (setting.label,), ("top1",), _grid(rows, (setting,), dp, profile), seeds,
+                 dp.name, (note,), pub, reference={r.label: default for r in rows})
+
+
+def table10(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    rows = tuple(Row(f"({a}, {b})", "st_mix", (("parts_min", a), ("parts_max", b)))
+                 for a, b in TABLE10_PARTS)
+    return _ablation("table10", "Table 10: number of mixed body parts (min, max)", rows,
+                     "(2, 3)", dp.balanced, PAPER_TABLE10, dp, seeds, profile,
+                     "ST-Mix draws |S| ~ U{min..max} of the 5 body parts; (2, 3) is the default "
+                     "(the same run as Table 7's spatial + temporal).")
+
+
+def table11(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    rows = []
+    for lo, hi in TABLE11_RATIOS:
+        a, b = ct_range(lo, hi)
+        rows.append(Row(f"({lo:g}, {hi:g})", "st_mix", (("ct_min", a), ("ct_max", b))))
+    return _ablation("table11", "Table 11: mixed temporal ratio (min, max)", tuple(rows),
+                     "(0.4, 0.7)", dp.balanced, PAPER_TABLE11, dp, seeds, profile,
+                     "A ratio (lo, hi) mixes Ct ~ U{ceil(16 lo)..floor(16 hi)} of the 16 "
+                     "four-frame segments: " + ", ".join(
+                         f"({lo:g}, {hi:g}) -> {'..'.join(map(str, ct_range(lo, hi)))}"
+                         for lo, hi in TABLE11_RATIOS) + "; (0.4, 0.7) is the official 7..11.")
+
+
+def table12(dp: DataProfile, seeds: tuple[int, ...], profile: str | None) -> Suite:
+    rows = tuple(Row(f"{t:g}", "shap_mix", (("temperature", t),)) for t in TABLE12_TEMPERATURES)
+    return _ablation("table12", "Table 12: Shap-Mix sampler temperature", rows, "0.2", dp.ablation,
+                     PAPER_TABLE12, dp, seeds, profile,
+                     "The official sampler's temperature is 0.2 (the same run as Table 1's "
+                     "Shap-Mix).")
+
+
 SUITES: dict[str, Callable[[DataProfile, tuple[int, ...], str | None], Suite]] = {
     "table1": table1, "table3": table3, "table7": table7, "table8": table8,
     "table13": table13, "fig4": fig4, "table9": table9, "plugin": plugin,
+    "table4": table4, "table10": table10, "table11": table11, "table12": table12,
 }
 
 

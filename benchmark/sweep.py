@@ -151,7 +151,9 @@ def describe(spec: RunSpec) -> str:
     hp = ",".join(f"{k}={v}" for k, v in sorted(spec.hparams.items()))
     data = spec.dataset + (f" IF{spec.imbalance:g}" if spec.imbalance else "")
     bb = "" if spec.backbone == "ctrgcn" else f" on {spec.backbone}"
-    return f"{spec.method}{'[' + hp + ']' if hp else ''}{bb} {data} {spec.profile} seed {spec.seed}"
+    train = ",".join(f"{k}={v}" for k, v in sorted(spec.train.items()))
+    return (f"{spec.method}{'[' + hp + ']' if hp else ''}{bb} {data} {spec.profile}"
+            f"{'[' + train + ']' if train else ''} seed {spec.seed}")
 
 
 # ------------------------------------------------------------------------ local workers

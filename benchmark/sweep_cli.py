@@ -152,6 +152,10 @@ def _list(args: argparse.Namespace) -> int:
     for run in runs:
         print(f"{run.run_id}  {describe(run.spec)}")
     print(f"{len(runs)} run(s) in {', '.join(s.name for s in suites)}")
+    for s in suites:  # rows the report computes from these runs, with no run of their own
+        for f in getattr(s, "fused", ()):
+            print(f"{s.name}: {f.row} = fused {' + '.join(f.members)}"
+                  f"{f' ({f.preset} weights)' if f.preset else ''}")
     return 0
 
 

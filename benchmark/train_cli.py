@@ -173,7 +173,7 @@ def _eval(args: argparse.Namespace) -> int:
         _io.write_json(args.out, {"checkpoint": str(args.checkpoint), "official_weights": not ours,
                                   "spec": spec.to_dict(), "data": data.describe(),
                                   "units": "fraction in [0, 1]", **m})
-        _io.save_npy(Path(args.out).with_suffix(".logits.npy"), logits.astype(np.float16))
+        _io.save_npy(Path(args.out).with_suffix(".logits.npy"), logits.astype(np.float32))
     return 0
 
 

@@ -24,6 +24,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.errors import BenchmarkError
 from benchmark.report import SUMMARY_COLUMNS, build_reports, collect, suite_run_ids
 from benchmark.spec import normalise, resolve_run
+from benchmark.ensemble import PRESETS
 from benchmark.suites import get_suites
 
 from conftest import assert_one_line_error, run_cli
@@ -57,8 +58,20 @@ def write_run(runs: Path, spec, top1: float, groups: tuple, seconds: float = 600
              "test_counts": [10] * len(counts),
              "groups": {"thresholds": {"many_gt": 100, "few_lt": 20}},
              "timing": {"total_epoch_seconds": seconds}, "epochs": 3}
+    # the test set and scores an ensemble reads: 10 clips per class, one-hot logits that are
+    # right on the first round(top1 * N) clips
+    n_cls = len(counts)
+    labels = np.repeat(np.arange(n_cls), 10)
+    right = rng.permutation(len(labels)) < round(top1 * len(labels))
+    logits = np.zeros((len(labels), n_cls), np.float32)
+    logits[np.arange(len(labels)), np.where(right, labels, (labels + 1) % n_cls)] = 1.0
+    final["identity"] = {"data": {"protocol": "xsub", "test_sha256": "t" * 64,
+                                  "num_test": len(labels), "num_classes": n_cls}}
+    final["config"] = {"stream": spec.train.get("stream", "j")}
     d = runs / run_id
     d.mkdir(parents=True, exist_ok=True)
+    np.save(d / "logits.npy", logits)
+    np.save(d / "test_labels.npy", labels.astype(np.int32))
     (d / "final.json").write_text(json.dumps(final))
     (d / "done").write_text("done\n")
     return run_id
@@ -359,8 +372,8 @@ def _check_latex(text: str) -> None:
 
 def test_latex_is_well_formed(built):
     texs = sorted((built["results"] / "tables" / "synth").glob("*.tex"))
-    assert [p.stem for p in texs] == ["plugin", "table1", "table13", "table3", "table7", "table8",
-                                      "table9"]
+    assert [p.stem for p in texs] == ["plugin", "table1", "table10", "table11", "table12",
+                                      "table13", "table3", "table4", "table7", "table8", "table9"]
     for p in texs:
         _check_latex(p.read_text())
     assert "over 2 seeds (0, 1)" in (texs[0]).read_text()
@@ -402,7 +415,7 @@ def test_rebuild_is_byte_identical(built):
                 for p in sorted(res.rglob("*")) if p.is_file()}
 
     before = digest()
-    assert len(before) == 1 + 7 * 3 + 6
+    assert len(before) == 1 + 11 * 3 + 6
     shutil.rmtree(res / "tables")
     shutil.rmtree(res / "figures")
     build_reports(list(built["suites"].values()), built["runs"], res)
@@ -444,3 +457,24 @@ def test_cli_report(built, tmp_path):
     proc = run_cli("report", "--data", "synth", "--suite", "table3", "--runs", runs,
                    "--results", tmp_path / "out2")
     assert_one_line_error(proc, str(victim), "malformed JSON")
+
+
+def test_fused_rows_are_the_ensembles_of_their_member_runs(built):
+    """Table 4's 2s / 4s rows: per seed, the weighted sum of the member runs' stored logits."""
+    suite = built["suites"]["table4"]
+    _, rows = md_table(built["results"] / "tables" / "synth" / "table4.md")
+    col = suite.cols[0]
+    for f in suite.fused:
+        per_seed = {}
+        for seed in SEEDS:
+            members = [dict(built["ids"]["table4"][(m, col)])[seed] for m in f.members]
+            z = [np.load(built["runs"] / m / "logits.npy").astype(np.float64) for m in members]
+            y = np.load(built["runs"] / members[0] / "test_labels.npy")
+            w = [PRESETS[f.preset][("j", "b", "jm", "bm")[i]] for i in range(len(z))]
+            fused = sum(wi * zi for wi, zi in zip(w, z))
+            per_seed[seed] = 100 * float((fused.argmax(1) == y).mean())
+        mean, sd = np.mean(list(per_seed.values())), np.std(list(per_seed.values()), ddof=1)
+        assert rows[f.row][0].strip("*").startswith(f"{mean:.1f} ± {sd:.1f}"), (f.row, per_seed)
+    # ST-Mix per stream is tested against CE on the same stream
+    csv = (built["results"] / "tables" / "synth" / "table4.csv").read_text()
+    assert "ST-Mix (BM),Synth-LT,top1" in csv and ",CE (BM)," in csv

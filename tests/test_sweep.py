@@ -47,7 +47,8 @@ def test_every_spec_normalises_and_shared_cells_are_one_run(data):
     assert normalise(random_rw.spec).request_key in ids["table13"]  # Table 13's ST-Mix row
     # three seeds per cell
     assert len(runs) == 3 * len({(r.method, json.dumps(r.hparams, sort_keys=True), r.dataset,
-                                  r.imbalance, r.profile, r.backbone) for r in runs})
+                                  r.imbalance, r.profile, r.backbone,
+                                  json.dumps(r.train, sort_keys=True)) for r in runs})
 
 
 def test_published_numbers_only_where_the_setting_matches():
