@@ -1,6 +1,6 @@
 """``last.pt``: the resumable state of a run, saved atomically, loaded with weights_only.
 
-Contents (style guide item 16; spec_baselines §21.3 rule 5): model, optimizer, AMP scaler,
+Contents (enough to resume exactly, also in a second stage): model, optimizer, AMP scaler,
 the schedule position (stage index, epochs done in that stage, current lr), the method's own
 state, the per-epoch history (so metrics.jsonl can always be rebuilt consistently), every RNG
 state (:func:`benchmark.seed.capture_rng`) and the spec as a plain dict. Only tensors,

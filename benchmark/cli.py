@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from .errors import BenchmarkError
 
@@ -18,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import ensemble, saliency, sweep_cli, train_cli
     from .data import cli as data_cli
 
-    p = argparse.ArgumentParser(prog="python -m benchmark",
+    # the console command (pyproject's [project.scripts]) or `python -m benchmark`
+    prog = "ltskeleton" if Path(sys.argv[0]).name == "ltskeleton" else "python -m benchmark"
+    p = argparse.ArgumentParser(prog=prog,
                                 description="LT-Skeleton Bench: long-tailed skeleton action recognition")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -37,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
     try:
+        if getattr(args, "plugins", None):  # --plugin: the user's registrations come first
+            from .plugins import load
+
+            load(args.plugins)
         return int(args.func(args) or 0)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,9 +1,10 @@
 """Shared training hyper-parameters (``TrainConfig``) and named schedule profiles.
 
-Defaults are the official CTR-GCN / Shap-Mix settings (spec_shapmix_ctrgcn.md §4.1): SGD with
-Nesterov momentum 0.9, weight decay 4e-4 on ALL parameters, base lr 0.1 at batch 64, a
-5-epoch linear warm-up set once per epoch (0.02, 0.04, ... 0.1), then x0.1 at each milestone,
-window 64, joint stream, CTR-GCN with 64 base channels.
+Defaults are the official CTR-GCN / Shap-Mix settings (their configs; CTR-GCN's ``main.py``
+``load_optimizer`` / ``adjust_learning_rate``): SGD with Nesterov momentum 0.9, weight decay
+4e-4 on ALL parameters, base lr 0.1 at batch 64, a 5-epoch linear warm-up set once per epoch
+(0.02, 0.04, ... 0.1), then x0.1 at each milestone, window 64, joint stream, CTR-GCN with 64
+base channels.
 
 A profile is a named set of overrides on top of those defaults; ``--set key=value`` then
 overrides single fields (unknown keys fail, values are type-checked by ``benchmark.hparams``):
@@ -14,6 +15,8 @@ overrides single fields (unknown keys fail, values are type-checked by ``benchma
     cpu        short CPU schedule for real method comparisons on synth / NW-UCLA in minutes
     quick      the CPU-sized schedule of ``make benchmark`` on synth: every suite on 2 cores
     smoke      3 tiny epochs with capped steps: checks the whole pipeline in seconds
+    k400       70 epochs, batch 80 at lr 0.1, wd 5e-4, per-iteration cosine to 0.001 x lr,
+               100-frame clips (Shap-Mix's Kinetics-400 config)
 
 Precision: the official code trains in fp32, so the paper profiles (``lt``, ``balanced``,
 ``ucla``) set ``amp="off"``; ``--set amp=bf16`` (or fp16) opts in to CUDA autocast. The
@@ -36,47 +39,63 @@ from .hparams import apply_overrides
 AMP_MODES = ("bf16", "fp16", "off")
 
 
+def _f(default: Any, help: str) -> Any:
+    """A field with its one-line meaning (``python -m benchmark config`` prints it)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    # schedule (spec §4.1; configs/*.yaml of CTR-GCN and Shap-Mix)
-    epochs: int = 100              # Shap-Mix LT config num_epoch
-    milestones: tuple[int, ...] = (60, 80)  # step: [60, 80]
-    lr_decay: float = 0.1          # lr_decay_rate
-    warmup_epochs: int = 5         # warm_up_epoch
-    base_lr: float = 0.1           # base_lr, defined at ref_batch_size
-    ref_batch_size: int = 64       # lr = base_lr * batch_size / ref_batch_size (linear scaling)
+    # schedule (``adjust_learning_rate``; configs/*.yaml of CTR-GCN and Shap-Mix)
+    epochs: int = _f(100, "training epochs over all stages")  # Shap-Mix LT config num_epoch
+    milestones: tuple[int, ...] = _f((60, 80), "epochs where the lr is multiplied by lr_decay")  # step
+    lr_decay: float = _f(0.1, "lr factor at each milestone")  # lr_decay_rate
+    warmup_epochs: int = _f(5, "linear lr warm-up epochs (lr set once per epoch)")  # warm_up_epoch
+    base_lr: float = _f(0.1, "peak lr at ref_batch_size")  # base_lr
+    ref_batch_size: int = _f(64, "lr = base_lr * batch_size / ref_batch_size (linear scaling)")
     # optimiser (Processor.load_optimizer)
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 4e-4     # applied to every parameter, BN and biases included
+    momentum: float = _f(0.9, "SGD momentum")
+    nesterov: bool = _f(True, "Nesterov momentum")
+    weight_decay: float = _f(4e-4, "SGD weight decay, on every parameter (BN and biases included)")
     # data
-    batch_size: int = 64           # GLOBAL batch: split evenly over DDP ranks (official: 2 x 32)
-    test_batch_size: int = 64      # test_batch_size
-    window: int = 64               # window_size (NTU); NW-UCLA's transform uses its own 52
-    stream: str = "j"              # j | b | jm | bm
-    drop_last: bool = True         # official training loader
+    batch_size: int = _f(64, "training batch, global: split evenly over DDP ranks")  # official 2x32
+    test_batch_size: int = _f(64, "test batch (memory only: no effect on results)")
+    window: int = _f(64, "frames per clip after the crop-and-resize transform")  # window_size (NTU)
+    stream: str = _f("j", "input stream: j (joints), b (bones), jm / bm (their motion)")
+    drop_last: bool = _f(True, "drop the last incomplete training batch")  # official loader
     # each training clip `repeat` times per epoch (CTR-GCN's NW-UCLA feeder: repeat 5, the
     # dataset's length times 5, index mod length); every sampler sees the repeated dataset
-    repeat: int = 1
+    repeat: int = _f(1, "each training clip this many times per epoch (official NW-UCLA: 5)")
     # model
-    backbone: str = "ctrgcn"
-    base_channel: int = 64
+    backbone: str = _f("ctrgcn", "registered backbone (the run spec's --backbone wins)")
+    base_channel: int = _f(64, "backbone width (channels of the first block)")
     # test-set evaluation after every n-th epoch (counted over all stages) and always after the
     # last one; 0: after the last one only (the reported number is the last epoch's either way)
-    eval_every: int = 1
+    eval_every: int = _f(1, "test every n-th epoch (0: after the last only; the last always)")
     # budget caps (None = full); for smoke tests only, never for reported numbers
-    max_steps_per_epoch: int | None = None
-    max_test_clips: int | None = None  # keep the first ceil(n / C) test clips of each class
+    max_steps_per_epoch: int | None = _f(None, "cap on steps per epoch (smoke tests only)")
+    max_test_clips: int | None = _f(None, "cap on test clips: the first ceil(n / C) of each "
+                                             "class (smoke tests only)")
     # device-side
     # autocast dtype on CUDA (bf16 | fp16 | off); ignored on CPU. "off" (fp32, official) in
     # the lt / balanced / ucla profiles; this default serves the CPU-sized ones (docstring)
-    amp: str = "bf16"
+    amp: str = _f("bf16", "CUDA autocast dtype: bf16 | fp16 | off (fp32); ignored on CPU")
     # torch.compile the training forward (off: on CPU it makes our hand-tuned step slower and
     # costs a minute of compilation per run; on CUDA measure it with scripts/bench_epoch.py)
-    compile: bool = False
+    compile: bool = _f(False, "torch.compile the training forward")
     # DDP only: let a method leave trainable parameters unused in a step (costs one autograd
     # graph traversal per step; off as in the official DDP script)
-    ddp_find_unused: bool = False
+    ddp_find_unused: bool = _f(False, "DDP: allow trainable parameters unused in a step")
+    # Shap-Mix's Kinetics-400 recipe (``config/k400.yaml``, ``shapley_mix_main_k400.py``);
+    # config_dict leaves these out at their defaults (ADDED_FIELDS), so the runs stored
+    # before they existed keep their ids
+    schedule: str = _f("step", "lr after warm-up: step (x lr_decay at milestones), cosine / "
+                               "cosine_shifted (per epoch, to 0), cosine_iter (per iteration, to "
+                               "min_lr_ratio x lr)")
+    min_lr_ratio: float = _f(0.0, "cosine_iter: the final lr as a fraction of the peak "
+                                  "(Shap-Mix K400: 0.001)")
+    test_clips: int = _f(0, "COCO-17 (PYSKL) stores: 0 = one random test clip per video "
+                            "(official Shap-Mix), k = PYSKL's k uniform test clips, averaged")
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -94,6 +113,11 @@ class TrainConfig:
         need(self.window >= 1 and self.base_channel >= 1, "window and base_channel must be >= 1")
         need(self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
         need(self.repeat >= 1, f"repeat must be >= 1, got {self.repeat}")
+        need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, "
+                                         f"got {self.schedule!r}")
+        need(0.0 <= self.min_lr_ratio < 1.0, f"min_lr_ratio must be in [0, 1), got "
+                                             f"{self.min_lr_ratio}")
+        need(self.test_clips >= 0, f"test_clips must be >= 0, got {self.test_clips}")
         for k in ("max_steps_per_epoch", "max_test_clips"):
             v = getattr(self, k)
             need(v is None or v >= 1, f"{k} must be None or >= 1, got {v}")
@@ -116,7 +140,7 @@ def lr_at(epoch: int, lr: float, warmup_epochs: int, milestones: tuple[int, ...]
     return lr * decay ** sum(epoch >= m for m in milestones)
 
 
-SCHEDULES = ("step", "cosine", "cosine_shifted")
+SCHEDULES = ("step", "cosine", "cosine_shifted", "cosine_iter")  # cosine_iter: benchmark.train
 
 
 def cosine_lr_at(epoch: int, lr: float, warmup_epochs: int, epochs: int, shift: int = 0) -> float:
@@ -175,7 +199,15 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"epochs": 3, "milestones": (2,), "warmup_epochs": 1, "base_channel": 8,
               "window": 16, "batch_size": 16, "test_batch_size": 64, "max_steps_per_epoch": 4,
               "max_test_clips": 60},
+    # Shap-Mix's Kinetics-400 (config/k400.yaml, shapley_mix_main_k400.py): SGD Nesterov, lr 0.1
+    # at batch 80 (linear scaling from there), wd 5e-4, 70 epochs, 5 warm-up epochs (lr set
+    # per epoch), then cosine per iteration to 0.001 x lr; 100-frame UniformSample clips; fp32
+    "k400": {"epochs": 70, "milestones": (), "warmup_epochs": 5, "base_lr": 0.1,
+             "ref_batch_size": 80, "batch_size": 80, "weight_decay": 5e-4, "nesterov": True,
+             "window": 100, "schedule": "cosine_iter", "min_lr_ratio": 0.001, "amp": "off"},
 }
+# fields added after runs were stored: config_dict omits them at their defaults
+ADDED_FIELDS = ("schedule", "min_lr_ratio", "test_clips")
 
 
 def make_config(profile: str = "lt", overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -193,4 +225,7 @@ def make_config(profile: str = "lt", overrides: dict[str, Any] | None = None) ->
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
     d = dataclasses.asdict(cfg)
     d["lr"] = cfg.lr
+    for k in ADDED_FIELDS:
+        if d[k] == TrainConfig.__dataclass_fields__[k].default:
+            del d[k]
     return d

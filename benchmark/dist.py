@@ -1,8 +1,8 @@
 """Multi-process (DDP) plumbing: process group from torchrun's environment, SyncBN, DDP wrapping,
 replica checks and the collectives the harness needs.
 
-The official long-tailed Shap-Mix runs (spec_shapmix_ctrgcn.md §4.1) are DDP on 2 GPUs, 32 clips
-per GPU, SyncBatchNorm, ``DistributedSampler`` with drop_last. Here:
+The official long-tailed Shap-Mix runs (``shapley_mix_main_ddp_logits_adjust.py``) are DDP on 2
+GPUs, 32 clips per GPU, SyncBatchNorm, ``DistributedSampler`` with drop_last. Here:
 
 * ``torchrun --nproc_per_node=N -m benchmark train ...`` (or any launcher that sets RANK,
   WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) starts N ranks; one device per local rank.

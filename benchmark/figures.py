@@ -1,11 +1,15 @@
-"""The paper's figures from the stored runs (style guide item 23): PNG + PDF, Agg, fixed style.
+"""The paper's figures from the stored runs: PNG + PDF, Agg, fixed style.
 
     fig4_per_class_<setting>       per-class accuracy vs training-class size (log x), one series
                                    per method, Many / Medium / Few bands (Shap-Mix paper, Fig. 4)
     table3_top1_vs_imbalance       top-1 vs imbalance factor, one line per method, error bars =
                                    std over seeds (the Table 3 numbers as a plot)
-    table1_gain_over_ce_<setting>  per-class accuracy gain over Cross-Entropy of Shap-Mix and
-                                   Balanced Softmax, classes sorted by training size
+    table1_gain_over_ce_<setting>  per-class accuracy gain over CE of Shap-Mix and Balanced
+                                   Softmax, classes sorted by training size
+
+Every figure draws a method in one colour and marker (its rank in the registry's ``order``)
+and class size decreasing from left to right (head classes left); titles name what is shown,
+the seeds a series averages are in its legend label.
 
 Every value is the mean over the seeds found (per class for per-class plots). A figure whose
 runs are all missing is skipped with a log line (and a stale copy removed), never a crash.
@@ -32,8 +36,8 @@ from .data.splits import FEW_THRESHOLD, MANY_THRESHOLD
 
 log = logging.getLogger(__name__)
 
-CE_ROW = "Cross-Entropy"
-GAIN_ROWS = ("Shap-Mix", "Balanced Softmax")
+CE_METHOD = "ce"
+GAIN_METHODS = ("shap_mix", "balanced_softmax")
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.grid": True, "grid.alpha": 0.3,
          "legend.fontsize": 8, "legend.frameon": False, "pdf.fonttype": 42,
          "savefig.bbox": "tight"}
@@ -43,8 +47,43 @@ BANDS = (("Few", f"< {FEW_THRESHOLD}", "#d62728"),
 # band edges halfway between integer counts: a class of exactly 20 / 100 clips is Medium
 EDGES = (FEW_THRESHOLD - 0.5, MANY_THRESHOLD + 0.5)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+PALETTE = "tab20"  # 20 distinct colours; with 8 markers, 40 methods get distinct pairs
 
 RunIds = dict[tuple[str, str], list[tuple[int, str]]]
+
+
+def method_style(method: str) -> tuple[Any, str]:
+    """(colour, marker) of a method, the same in every figure: its rank in the registry's
+    ``order`` (a method outside the registry gets the last style)."""
+    from matplotlib import colormaps
+
+    from .method import METHODS
+
+    ranked = sorted(METHODS, key=lambda n: (METHODS.get(n).order, n))
+    i = ranked.index(method) if method in ranked else len(ranked)
+    return colormaps[PALETTE](i % 20), MARKERS[i % len(MARKERS)]
+
+
+def _row_style(suite: Any, row: str) -> tuple[Any, str]:
+    methods = {c.spec.method for c in suite.cells if c.row == row}
+    return method_style(methods.pop() if len(methods) == 1 else row)
+
+
+def _row_of(suite: Any, method: str) -> str | None:
+    """The suite's row of ``method`` with its default options (None: not in the suite)."""
+    return next((c.row for c in suite.cells if c.spec.method == method
+                 and not c.spec.hparams and not c.spec.train), None)
+
+
+def _head_left(ax: Any) -> None:
+    """Class size decreasing left to right (head classes left) in every figure."""
+    ax.invert_xaxis()
+
+
+def _group_mean_handle() -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color="0.3", ls="--", lw=1, label="group mean (Many / Medium / Few)")
 
 
 def slug(text: str) -> str:
@@ -94,9 +133,13 @@ def seed_mean_per_class(runs: list[tuple[int, str]], per_class: dict[str, Any]
     return 100.0 * acc, found[0].class_counts, len(found)
 
 
-def _legend_below(ax: Any, n: int) -> None:
+def _legend_below(ax: Any, n: int, extra: tuple[Any, ...] = ()) -> None:
     # below the axes: a legend inside would hide points wherever it is put
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(n, 3))
+    handles, labels = ax.get_legend_handles_labels()
+    handles += list(extra)
+    labels += [h.get_label() for h in extra]
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=min(n + len(extra), 3))
 
 
 def _shade_bands(ax: Any, lo: float, hi: float, text_y: float) -> None:
@@ -126,19 +169,20 @@ def per_class_figure(suite: Any, col: str, ids: RunIds, per_class: dict[str, Any
         ax.set_ylim(-3, 110)
         _shade_bands(ax, lo, hi, 108)
         for row, (acc, cnt, n) in series:
-            i = suite.rows.index(row)  # one colour / marker per method in every figure
+            color, marker = _row_style(suite, row)  # one colour / marker per method everywhere
             keep = cnt > 0  # log axis; an LT split has no empty training class anyway
-            ax.scatter(cnt[keep], acc[keep], s=14, marker=MARKERS[i % len(MARKERS)],
-                       color=f"C{i}", alpha=0.75, label=f"{row} (n={n})")
+            ax.scatter(cnt[keep], acc[keep], s=14, marker=marker, color=color, alpha=0.75,
+                       label=f"{row} ({n} seed{'s' if n != 1 else ''})")
             # the group means (the table's Many / Medium / Few) as dashed segments per band
             for a, b in zip((lo, *EDGES), (*EDGES, hi)):
                 inside = keep & (cnt > a) & (cnt < b) & np.isfinite(acc)
                 if inside.any():
-                    ax.plot([a, b], [acc[inside].mean()] * 2, color=f"C{i}", ls="--", lw=1)
-        ax.set_xlabel("training clips per class (log scale); dashed: group mean")
+                    ax.plot([a, b], [acc[inside].mean()] * 2, color=color, ls="--", lw=1)
+        _head_left(ax)
+        ax.set_xlabel("training clips per class (log scale)")
         ax.set_ylabel("per-class top-1 accuracy (%)")
-        ax.set_title(f"Per-class accuracy vs class size: {col} [{suite.tag}], seed mean")
-        _legend_below(ax, len(series))
+        ax.set_title(f"Per-class accuracy vs class size ({col})")
+        _legend_below(ax, len(series), (_group_mean_handle(),))
         return _save(fig, stem)
 
 
@@ -161,18 +205,20 @@ def imbalance_figure(suite: Any, ids: RunIds, by_id: pd.DataFrame, folder: Path)
     with matplotlib.rc_context(STYLE):
         fig, ax = _new_figure((5.2, 3.8))
         ax.set_xscale("log")
+        bars = any((pts[:, 2] > 0).any() for _, pts in lines)
         for i, (row, pts) in enumerate(lines):
-            # a small sideways shift per method keeps overlapping error bars apart
-            shift = math.exp(0.025 * (i - (len(lines) - 1) / 2))
-            k = suite.rows.index(row)
-            ax.errorbar(pts[:, 0] * shift, pts[:, 1], yerr=pts[:, 2], color=f"C{k}",
-                        marker=MARKERS[k % len(MARKERS)], capsize=3, ms=4, label=row)
+            # with error bars, a small sideways shift per method keeps them apart
+            shift = math.exp(0.025 * (i - (len(lines) - 1) / 2)) if bars else 1.0
+            color, marker = _row_style(suite, row)
+            ax.errorbar(pts[:, 0] * shift, pts[:, 1], yerr=pts[:, 2] if bars else None,
+                        color=color, marker=marker, capsize=3, ms=4, label=row)
         xs = sorted(set(factor.values()))
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.minorticks_off()
         ax.set_xlabel("imbalance factor (log scale)")
         ax.set_ylabel("top-1 accuracy (%)")
-        ax.set_title(f"Top-1 vs imbalance factor [{suite.tag}], mean ± std over seeds")
+        ax.set_title("Top-1 accuracy vs imbalance factor"
+                     + (" (mean ± std over seeds)" if bars else ""))
         _legend_below(ax, len(lines))
         return _save(fig, stem)
 
@@ -180,20 +226,22 @@ def imbalance_figure(suite: Any, ids: RunIds, by_id: pd.DataFrame, folder: Path)
 def gain_figure(suite: Any, col: str, ids: RunIds, per_class: dict[str, Any],
                 folder: Path) -> list[Path]:
     stem = folder / f"{suite.name}_gain_over_ce_{slug(col)}"
-    ce = seed_mean_per_class(ids.get((CE_ROW, col), []), per_class)
+    ce_row = _row_of(suite, CE_METHOD)
+    ce = seed_mean_per_class(ids.get((ce_row, col), []), per_class) if ce_row else None
     if ce is None:
-        return _skip(stem, f"no finished {CE_ROW} run on {col}")
+        return _skip(stem, f"no finished {CE_METHOD} run on {col}")
     ce_acc, counts, _ = ce
     series = []
-    for row in GAIN_ROWS:
-        s = seed_mean_per_class(ids.get((row, col), []), per_class) if row in suite.rows else None
+    gain_rows = [r for r in map(lambda m: _row_of(suite, m), GAIN_METHODS) if r is not None]
+    for row in gain_rows:
+        s = seed_mean_per_class(ids.get((row, col), []), per_class)
         if s is not None and np.array_equal(s[1], counts):
             series.append((row, s[0] - ce_acc, s[2]))
         elif s is not None:
             log.warning("figure %s: %s ran on other class counts than %s; left out",
-                        stem.name, row, CE_ROW)
+                        stem.name, row, ce_row)
     if not series:
-        return _skip(stem, f"no finished {' / '.join(GAIN_ROWS)} run on {col}")
+        return _skip(stem, f"no finished {' / '.join(GAIN_METHODS)} run on {col}")
     order = np.argsort(-counts, kind="stable")  # head classes left, tail right
     x = np.arange(len(order))
     width = 0.8 / len(series)
@@ -214,13 +262,14 @@ def gain_figure(suite: Any, col: str, ids: RunIds, per_class: dict[str, Any],
                         fontsize=7, color=color)
         for i, (row, gain, n) in enumerate(series):
             ax.bar(x + (i - (len(series) - 1) / 2) * width, gain[order], width,
-                   color=f"C{suite.rows.index(row)}", label=f"{row} (n={n})")
+                   color=_row_style(suite, row)[0],
+                   label=f"{row} ({n} seed{'s' if n != 1 else ''})")
         ax.axhline(0, color="black", lw=0.8)
         step = max(1, len(order) // 12)
         ax.set_xticks(x[::step], [str(c) for c in sc[::step]])
         ax.set_xlabel("classes sorted by training clips (tick labels: clips)")
-        ax.set_ylabel(f"per-class gain over {CE_ROW} (pp)")
-        ax.set_title(f"Per-class gain over {CE_ROW}: {col} [{suite.tag}], seed mean")
+        ax.set_ylabel(f"per-class gain over {ce_row} (pp)")
+        ax.set_title(f"Per-class accuracy gain over {ce_row} ({col})")
         _legend_below(ax, len(series))
         return _save(fig, stem)
 

@@ -84,8 +84,10 @@ def apply_overrides(obj: Any, overrides: dict[str, Any], owner: str) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
-def split_overrides(overrides: dict[str, Any], *classes: type) -> list[dict[str, Any]]:
-    """Route each key to the first dataclass declaring it; a key nobody declares is an error."""
+def split_overrides(overrides: dict[str, Any], *classes: type,
+                    labels: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Route each key to the first dataclass declaring it; a key nobody declares is an error
+    that lists the valid keys of each class (under ``labels``, default the class names)."""
     parts: list[dict[str, Any]] = [{} for _ in classes]
     all_known = [n for c in classes for n in field_names(c)]
     for key, value in overrides.items():
@@ -96,7 +98,11 @@ def split_overrides(overrides: dict[str, Any], *classes: type) -> list[dict[str,
         else:
             close = difflib.get_close_matches(key, all_known, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise BenchmarkError(f"unknown --set key {key!r}{hint}")
+            names = list(labels) if labels is not None else [c.__qualname__ for c in classes]
+            valid = "; ".join(f"{label}: {', '.join(field_names(cls)) or 'none'}"
+                              for label, cls in zip(names, classes))
+            raise BenchmarkError(f"unknown --set key {key!r}{hint} (valid keys: {valid}; "
+                                 f"`python -m benchmark config` explains the TrainConfig ones)")
     return parts
 
 

@@ -44,7 +44,8 @@ HARNESS_FILES = (
     "benchmark/saliency.py", "benchmark/dist.py",
     "benchmark/backbones/*.py",
     "benchmark/data/loader.py", "benchmark/data/samplers.py", "benchmark/data/transforms.py",
-    "benchmark/data/ucla_transforms.py", "benchmark/data/lt.py", "benchmark/data/splits.py",
+    "benchmark/data/ucla_transforms.py", "benchmark/data/pyskl_transforms.py",
+    "benchmark/data/lt.py", "benchmark/data/splits.py",
     "benchmark/data/skeleton.py",
 )
 
@@ -135,6 +136,7 @@ def _module_files(method_name: str) -> list[Path]:
     cls = METHODS.get(method_name)
     files: set[Path] = set()
     mods = {k.__module__ for k in cls.__mro__ if k.__module__.split(".")[0] in ("methods", "benchmark")}
+    mods.add(cls.__module__)  # a plugin's own module (benchmark.plugins) is its method's code
     for name in list(mods):
         mod = sys.modules.get(name)
         for v in vars(mod).values() if mod else ():
@@ -148,9 +150,51 @@ def _module_files(method_name: str) -> list[Path]:
     return sorted(files)
 
 
+def code_text(source: str) -> str:
+    """Python source without what cannot change a number: comments, docstrings, blank lines
+    and trailing spaces (so a reworded docstring does not make every run stale). Positions
+    come from ``tokenize`` (comments) and ``ast`` (docstrings), the text kept is the source's
+    own, so the result does not depend on the Python version that reads it. Source that does
+    not parse is kept whole."""
+    import ast
+    import io
+    import tokenize
+
+    try:
+        tree = ast.parse(source)
+        comments = [t.start for t in tokenize.generate_tokens(io.StringIO(source).readline)
+                    if t.type == tokenize.COMMENT]
+    except (SyntaxError, tokenize.TokenError, ValueError):
+        return source
+    lines = source.splitlines()
+    drop: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
+                and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            doc = body[0]
+            if len(body) > 1 and body[1].lineno <= doc.end_lineno:
+                continue  # a statement on the docstring's line: keep the line
+            if doc.lineno == getattr(node, "lineno", 0):
+                continue  # `def f(): "doc"` on one line
+            drop.update(range(doc.lineno, doc.end_lineno + 1))
+    for row, col in comments:  # a comment runs to the end of its line
+        lines[row - 1] = lines[row - 1][:col]
+    kept = [ln.rstrip() for i, ln in enumerate(lines, 1) if i not in drop]
+    return "\n".join(ln for ln in kept if ln.strip()) + "\n"
+
+
 @lru_cache(maxsize=None)
 def _file_sha(path: Path, mtime_ns: int, size: int) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """sha256 of a file's code: :func:`code_text` of a ``.py`` file, else its bytes."""
+    data = path.read_bytes()
+    if path.suffix == ".py":
+        try:
+            data = code_text(data.decode("utf-8")).encode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return hashlib.sha256(data).hexdigest()
 
 
 def code_digest(method_name: str) -> dict[str, Any]:
@@ -162,9 +206,12 @@ def code_digest(method_name: str) -> dict[str, Any]:
     for p in sorted(paths):
         try:
             st = p.stat()
-            rel = p.relative_to(ROOT).as_posix()
-        except (OSError, ValueError):
+        except OSError:
             continue
+        try:
+            rel = p.relative_to(ROOT).as_posix()
+        except ValueError:  # a plugin outside the repository: by name, wherever it lives
+            rel = f"plugin:{p.name}"
         files[rel] = _file_sha(p, st.st_mtime_ns, st.st_size)
     return {"digest": sha256_text(canonical(files)), "files": files}
 

@@ -58,7 +58,8 @@ def power_weights(class_counts: torch.Tensor, power: float = 1.0) -> torch.Tenso
 # ------------------------------------------------------------------ reductions
 def torch_weighted_mean(per_sample: torch.Tensor, sample_weight: torch.Tensor) -> torch.Tensor:
     """sum_i w_i l_i / sum_i w_i: the mean of ``F.cross_entropy(weight=...)``. The "TF-style"
-    alternative is ``per_sample.mean()`` of already-weighted losses (spec_baselines §0)."""
+    alternative is ``per_sample.mean()`` of already-weighted losses (the default reduction of
+    ``tf.losses.softmax_cross_entropy`` in the official class-balanced loss)."""
     return (per_sample * sample_weight).sum() / sample_weight.sum()
 
 

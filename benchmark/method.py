@@ -1,8 +1,8 @@
 """The ``Method`` plugin API: one registered class per long-tailed method.
 
 The harness (``benchmark.train``) owns the loop and never branches on a method's name.
-Everything method-specific goes through the hooks of :class:`Method` (spec_baselines.md §21),
-each with the plain cross-entropy behaviour as its default:
+Everything method-specific goes through the hooks of :class:`Method`, each with the plain
+cross-entropy behaviour as its default:
 
     setup(ctx)                          precompute per-class tensors (priors, weights, tables)
     build_model(ctx, make_backbone)     wrap/extend the backbone (heads, experts, encoders)
@@ -50,7 +50,8 @@ from .hparams import apply_overrides
 from .losses import cross_entropy, soft_cross_entropy
 from .registry import Registry
 
-METHODS: Registry[type["Method"]] = Registry("method")
+# installed packages add methods through this entry-point group (benchmark.plugins)
+METHODS: Registry[type["Method"]] = Registry("method", entry_points="ltskeleton.methods")
 
 
 def register_method(name: str):

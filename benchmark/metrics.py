@@ -1,6 +1,7 @@
 """Evaluation metrics from saved logits: pure numpy functions, no state.
 
-Conventions (spec_shapmix_ctrgcn.md §3.3 / §4.3, style guide items 17 and 22):
+Conventions (``shot_acc`` and ``Processor.eval`` of Shap-Mix's
+``shapley_mix_main_ddp_logits_adjust.py``):
 
 * prediction = argmax of the raw logits; ties go to the lower class index (stable sort), so
   top-1 is consistent with top-k for every k;

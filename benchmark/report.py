@@ -1,6 +1,6 @@
 """Reports from the stored runs: ``results/summary.csv``, the paper's tables and figures.
 
-DomainBed's ``collect_results`` idea (style guide items 20-23): every finished run folder
+DomainBed's ``collect_results`` idea (facebookresearch/DomainBed): every finished run folder
 (``done`` + ``final.json``, see :mod:`benchmark.runner`) becomes one row of a tidy DataFrame;
 each suite of :mod:`benchmark.suites` is then rendered from that frame alone. Nothing here
 trains, evaluates or reads a checkpoint, so deleting ``results/tables`` and ``results/figures``
@@ -184,8 +184,8 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
 
 # ------------------------------------------------------------------ suites -> run ids
 def suite_run_ids(suite: Any, data_root: str | os.PathLike | None = None,
-                  device_type: str = "cpu", by_request: dict[str, str] | None = None
-                  ) -> dict[tuple[str, str], list[tuple[int, str]]]:
+                  device_type: str = "cpu", by_request: dict[str, str] | None = None,
+                  world_size: int = 1) -> dict[tuple[str, str], list[tuple[int, str]]]:
     """(row, col) -> [(seed, run_id)] of the suite's planned runs, the ids the sweep used
     (content-keyed: resolved on the stores under ``data_root``).
 
@@ -207,7 +207,8 @@ def suite_run_ids(suite: Any, data_root: str | os.PathLike | None = None,
         for s in suite.seeds:
             spec = normalise(dataclasses.replace(cell.spec, seed=s))
             try:
-                rid = resolve_run(spec, data_root, device_type).run_id
+                rid = resolve_run(spec, data_root, device_type, world_size,
+                                  sync_bn=world_size > 1 and device_type == "cuda").run_id
             except BenchmarkError as e:
                 if by_request is None:
                     raise
@@ -279,8 +280,10 @@ def fuse_rows(suite: Any, ids: dict[tuple[str, str], list[tuple[int, str]]], pre
 
 def build_reports(suites: list[Any], runs_dir: str | os.PathLike,
                   results_dir: str | os.PathLike, data_root: str | os.PathLike | None = None,
-                  device_type: str = "cpu") -> list[Path]:
+                  device_type: str = "cpu", world_size: int = 1,
+                  correction: str = "none") -> list[Path]:
     """Write summary.csv, every table and figure of ``suites``; return the written paths.
+    ``correction``: ``holm`` corrects each column's significance tests over its rows.
 
     A missing run is a ``--`` cell and counts in the table's footnote; a figure whose runs are
     all missing is skipped (and a stale copy of it removed), never a crash.
@@ -295,7 +298,9 @@ def build_reports(suites: list[Any], runs_dir: str | os.PathLike,
     written.append(summary)
     log.info("report: %d finished run(s) in %s", len(df), runs_dir)
     by_request = request_index(runs_dir)
-    run_ids = {s.name: suite_run_ids(s, data_root, device_type, by_request) for s in suites}
+    # world_size: the sweep's --gpus-per-run (a DDP run is another run than 1 process)
+    run_ids = {s.name: suite_run_ids(s, data_root, device_type, by_request, world_size)
+               for s in suites}
     fused_rows: list[dict[str, Any]] = []
     for s in suites:
         if getattr(s, "fused", ()):
@@ -306,7 +311,7 @@ def build_reports(suites: list[Any], runs_dir: str | os.PathLike,
     for suite in suites:
         if suite.kind not in REPORT_KINDS:
             continue
-        table = report_tables.build_table(suite, run_ids[suite.name], by_id)
+        table = report_tables.build_table(suite, run_ids[suite.name], by_id, correction)
         folder = results_dir / "tables" / suite.tag
         for ext, text in (("md", report_tables.to_markdown(table)),
                           ("tex", report_tables.to_latex(table))):

@@ -1,12 +1,13 @@
 """The paper's tables from the summary frame: a table model, then Markdown / LaTeX / CSV.
 
-Style guide item 21: the report is pure (frame -> table model -> renderers). The model holds,
+The report is pure (frame -> table model -> renderers). The model holds,
 for every row x (setting, metric) column, the per-seed values of the runs found; the
-renderers only format it. Conventions (item 22 and the Shap-Mix paper's tables):
+renderers only format it. Conventions (after the Shap-Mix paper's tables):
 
 * cells are mean ± sample standard deviation (ddof 1) over seeds, accuracies in percent with
   one decimal; ``--`` for a missing run or an empty Many/Medium/Few group (never 0);
-* the best mean of each column is bold (highest accuracy; fewest parameters, shortest time);
+* the best mean of each column is bold (highest accuracy, shortest time; a parameter count
+  is a property, never bold);
 * † marks a top-1 mean that differs from its reference row (the CE row unless the suite pairs
   rows itself: ST-Mix vs CE per stream in Table 4, each value vs the default in Tables 10-12)
   of the same column at p < 0.05 in a two-sided paired t-test over matched seeds
@@ -19,6 +20,7 @@ LaTeX is an in-house booktabs writer (tabulate would escape ``\\pm`` / ``\\textb
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +35,9 @@ from .errors import BenchmarkError
 
 ALPHA = 0.05
 WIDE_COLUMNS = 6  # more data columns than this: the LaTeX tabular is scaled to the line width
-CE_ROWS = ("Cross-Entropy", "Baseline (CE)")
+CE_METHOD = "ce"  # the default reference row: the row labelled with this method's display_name
+CORRECTIONS = ("none", "holm")
+TITLE_PREFIX = re.compile(r"^(Table|Figure) \d+: ")
 ROW_HEADER = {"table7": "Variant", "table8": "Guidance", "table10": "Parts (min, max)",
               "table11": "Temporal ratio (min, max)", "table12": "Temperature"}
 FUSED_PREFIX = "fused:"  # the run ids the report gives a fused row's per-seed entries
@@ -64,6 +68,7 @@ class Entry:
     bold: bool = False
     dagger: bool = False
     p: float = math.nan       # paired t-test against the reference row (top-1 only)
+    p_adj: float = math.nan   # p after the table's correction (Holm over the column's tests)
 
     @property
     def n(self) -> int:
@@ -98,6 +103,9 @@ class Table:
     sub_header: bool           # sub-column labels (False: one column per setting)
     paper_metrics: tuple[str, ...] = ()  # what the paper's numbers are (one per metric)
     refs: dict[str, str] = field(default_factory=dict)  # row -> the row its † test is against
+    details: list[str] = field(default_factory=list)  # how the numbers were made (Markdown
+    # notes and LaTeX comments: data profile, ddof, the test's implementation, missing runs)
+    groups: dict[str, str] = field(default_factory=dict)  # row -> group (a LaTeX rule between)
 
 
 # ------------------------------------------------------------------------ building
@@ -166,8 +174,14 @@ def _columns(suite: Any, scales: dict[str, tuple[float, str, int]]) -> list[Colu
 
 
 def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]],
-                by_id: pd.DataFrame) -> Table:
-    """The table model of an ``accuracy`` / ``cost`` suite from the frame indexed by run_id."""
+                by_id: pd.DataFrame, correction: str = "none") -> Table:
+    """The table model of an ``accuracy`` / ``cost`` suite from the frame indexed by run_id.
+
+    ``correction``: ``none`` (each row's paired test at ALPHA) or ``holm`` (Holm-Bonferroni
+    over the tests of each column, controlling the family-wise error rate).
+    """
+    if correction not in CORRECTIONS:
+        raise BenchmarkError(f"unknown correction {correction!r} (known: {', '.join(CORRECTIONS)})")
     from .suites import DATA_PROFILES
 
     present = set(by_id.index)
@@ -199,32 +213,42 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
                             e.values[seed] = float(v)
             cells[(row, j)] = e
     refs = references(suite)
-    too_few = _significance(columns, cells, refs)
+    too_few = _significance(columns, cells, refs, correction)
     _mark_best(suite.rows, columns, cells)
 
     seeds = tuple(suite.seeds)
-    caption = (f"{suite.title} [{suite.tag} data]. "
-               + ("Accuracy (%) of the last epoch; mean" if suite.kind == "accuracy" else "Mean")
-               + f" ± sample standard deviation (ddof 1) over {len(seeds)} "
-               f"seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}); "
-               f"best in bold. {GROUP_RULE}.")
+    n_seeds = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+    # the caption is a paper's: no "Table N:" (LaTeX numbers tables), no tool words
+    caption = (f"{TITLE_PREFIX.sub('', suite.title)}. "
+               + (f"Top-1 accuracy (%) at the last epoch, mean ± std over {n_seeds}"
+                  if suite.kind == "accuracy" else f"Mean over {n_seeds}")
+               + "; best in bold.")
+    if any(c.metric in GROUP_METRICS for c in columns):
+        caption += f" {GROUP_RULE}."
     dp = DATA_PROFILES.get(suite.data)
     if dp is not None and dp.schedule_in_caption:
         from .suites import schedule_caption
         caption += "".join(f" {schedule_caption(p)}" for p in suite.schedules)
-    foot = [f"{missing} of {len(planned_ids)} runs missing"
-            + (" (shown as --; (n=k): mean over the k seeds found)." if missing else ".")]
+    details = [f"Data profile: {suite.tag}; seeds {', '.join(map(str, seeds))}; std = sample "
+               f"standard deviation (ddof 1).",
+               f"{missing} of {len(planned_ids)} runs missing"
+               + (" (shown as --)." if missing else ".")]
+    foot = []
+    if missing:
+        foot.append("(n=k): mean over the k seeds found.")
     if refs and "top1" in suite.metrics:
-        test = "two-sided paired t-test (scipy.stats.ttest_rel) on top-1 over matched seeds"
         targets = set(refs.values())
         against = (next(iter(targets)) if len(targets) == 1
                    else "the row's reference (" + "; ".join(f"{r} vs {v}" for r, v in refs.items()) + ")")
+        holm = ", Holm-corrected over the rows of each column" if correction == "holm" else ""
         if len(seeds) >= 2:
-            fewer = f" ({too_few} cell(s) had fewer: no mark)." if too_few else "."
-            foot.append(f"† p < {ALPHA} against {against}: {test}; the test needs ≥ 2 matched "
-                        f"seeds{fewer}")
+            foot.append(f"† p < {ALPHA} against {against} (two-sided paired t-test on top-1 "
+                        f"over seeds{holm}).")
+            details.append("Test: scipy.stats.ttest_rel over matched seeds (≥ 2 needed)"
+                           + (f"; {too_few} cell(s) had fewer: no mark." if too_few else "."))
         else:
-            foot.append(f"No significance marks: the {test} against {against} needs ≥ 2 seeds.")
+            details.append(f"No significance marks: the paired t-test against {against} "
+                           f"needs ≥ 2 seeds.")
     if any(c.metric is None for c in columns):
         what = " / ".join("Overall" if m == "top1" and len(paper_metrics) > 1 and suite.kind
                           != "cost" else LABELS[m] for m in paper_metrics)
@@ -232,15 +256,15 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
                     f"({what}).")
     if suite.kind == "cost":
         p_unit, t_unit = scales["params"][1], scales["hours"][1]
-        foot.append(f"Params: {'thousands' if p_unit == 'K' else 'millions'}, equal over seeds. "
-                    f"Train time: per run, in "
-                    f"{'minutes (every run took < 1 h)' if t_unit == 'min' else 'hours'}.")
+        foot.append(f"Params: {'thousands' if p_unit == 'K' else 'millions'}. Train time: per "
+                    f"run, in {'minutes' if t_unit == 'min' else 'hours'}.")
     notes = list(suite.notes) + ([f"Data ({suite.data}): {dp.note}."] if dp and dp.note else [])
     multi = any(sum(c.group == g for c in columns) > 1 for g in suite.cols)
     return Table(suite.name, suite.tag, suite.title, ROW_HEADER.get(suite.name, "Method"),
                  list(suite.rows), columns, cells, seeds, caption, foot, notes,
                  len(planned_ids), missing, group_header=multi and suite.kind != "cost",
-                 sub_header=multi, paper_metrics=paper_metrics, refs=refs)
+                 sub_header=multi, paper_metrics=paper_metrics, refs=refs, details=details,
+                 groups=dict(getattr(suite, "groups", {}) or {}))
 
 
 def references(suite: Any) -> dict[str, str]:
@@ -250,18 +274,32 @@ def references(suite: Any) -> dict[str, str]:
     pairs = getattr(suite, "reference", None) or {}
     if pairs:
         return {r: v for r, v in pairs.items() if r in rows and v in rows and v != r}
-    ce = next((r for r in CE_ROWS if r in rows), None)
-    return {} if ce is None else {r: ce for r in suite.rows if r != ce}
+    from .suites import method_label
+
+    ce = method_label(CE_METHOD)
+    return {r: ce for r in suite.rows if r != ce} if ce in rows else {}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down; NaN = no test, not counted)."""
+    idx = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
+    out = [math.nan] * len(pvalues)
+    m, running = len(idx), 0.0
+    for k, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - k) * pvalues[i]))
+        out[i] = running
+    return out
 
 
 def _significance(columns: list[Column], cells: dict[tuple[str, int], Entry],
-                  refs: dict[str, str]) -> int:
+                  refs: dict[str, str], correction: str = "none") -> int:
     """Fill p / dagger of every top-1 cell against its reference row; return how many present
     cells could not be tested (fewer than 2 seeds shared with the reference)."""
     too_few = 0
     for j, c in enumerate(columns):
         if c.metric != "top1":
             continue
+        tested = []
         for row, ref_row in refs.items():
             e, ref = cells[(row, j)], cells[(ref_row, j)].values
             if not e.values:
@@ -270,7 +308,11 @@ def _significance(columns: list[Column], cells: dict[tuple[str, int], Entry],
                 too_few += 1
                 continue
             e.p = paired_test(e.values, ref)
-            e.dagger = e.p < ALPHA  # NaN compares False: no mark
+            tested.append(e)
+        adjusted = holm([e.p for e in tested]) if correction == "holm" else [e.p for e in tested]
+        for e, p in zip(tested, adjusted):
+            e.p_adj = p
+            e.dagger = p < ALPHA  # NaN compares False: no mark
     return too_few
 
 
@@ -278,7 +320,7 @@ def _mark_best(rows: list[str], columns: list[Column], cells: dict[tuple[str, in
     # compare the means as printed, so two cells that read the same are both bold; no bold
     # when fewer than two rows have a value or all tie (a bold everywhere says nothing)
     for j, c in enumerate(columns):
-        if c.metric is None:
+        if c.metric in (None, "params"):  # a parameter count is a property, not a result
             continue
         shown = {r: round(cells[(r, j)].mean, c.decimals) for r in rows if cells[(r, j)].values}
         if len(shown) < 2 or len(set(shown.values())) == 1:
@@ -337,8 +379,8 @@ def to_markdown(table: Table) -> str:
                     colalign=("left", *["center"] * len(table.columns)))
     lines = [f"# {table.title} ({table.data})", "", table.caption, "", grid, ""]
     lines += [f"- {f}" for f in table.footnotes]
-    if table.notes:
-        lines += ["", "Notes:", *[f"- {n}" for n in table.notes]]
+    if table.notes or table.details:
+        lines += ["", "Notes:", *[f"- {n}" for n in [*table.notes, *table.details]]]
     return "\n".join(lines) + "\n"
 
 
@@ -359,6 +401,7 @@ def to_latex(table: Table) -> str:
     lines = ["% Generated by `python -m benchmark report` from the stored runs; do not edit.",
              "% Needs \\usepackage{booktabs}" + (" and \\usepackage{graphicx} (\\resizebox)."
                                                   if wide else "."),
+             *[f"% {line}" for line in [*table.notes, *table.details]],
              "\\begin{table}[t]", "\\centering", "\\small",
              f"\\caption{{{tex_escape(table.caption)}}}",
              f"\\label{{tab:{table.data}-{table.name}}}",
@@ -377,13 +420,15 @@ def to_latex(table: Table) -> str:
         heads = _header(table)
     lines.append(" & ".join(tex_escape(h) for h in [table.row_header, *heads]) + " \\\\")
     lines.append("\\midrule")
-    for r in table.rows:
+    for i, r in enumerate(table.rows):
+        if i and table.groups.get(r) != table.groups.get(table.rows[i - 1]):
+            lines.append("\\midrule")  # a new method family
         cells = [_cell(table, table.cells[(r, j)], c, tex=True)
                  for j, c in enumerate(table.columns)]
         lines.append(" & ".join([tex_escape(r), *cells]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", *(["}"] if wide else []), "\\par\\smallskip",
               "{\\footnotesize"]
-    lines += [tex_escape(t) + "\\par" for t in [*table.footnotes, *table.notes]]
+    lines += [tex_escape(t) + "\\par" for t in table.footnotes]
     lines += ["}", "\\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -399,7 +444,8 @@ def to_frame(table: Table) -> pd.DataFrame:
             out.append({"row": r, "col": c.group, "metric": c.metric, "unit": c.unit,
                         "mean": e.mean, "std": e.std, "n": e.n, "seeds": len(table.seeds),
                         "paper": None if e.paper is None else e.paper[0],
-                        "reference": table.refs.get(r), "p_vs_reference": e.p, "dagger": e.dagger,
-                        "bold": e.bold})
+                        "reference": table.refs.get(r), "p_vs_reference": e.p,
+                        "p_adjusted": e.p_adj, "dagger": e.dagger, "bold": e.bold})
     return pd.DataFrame(out, columns=["row", "col", "metric", "unit", "mean", "std", "n", "seeds",
-                                      "paper", "reference", "p_vs_reference", "dagger", "bold"])
+                                      "paper", "reference", "p_vs_reference", "p_adjusted",
+                                      "dagger", "bold"])

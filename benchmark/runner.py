@@ -37,7 +37,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ from .errors import BenchmarkError
 from .seed import configure_determinism
 from .identity import changed_files, code_digest
 from .spec import RunData, RunSpec, load_run_data, normalise, resolve_run
+from .tracking import Trackers
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def env_info(device: torch.device, determinism: dict[str, Any],
         "benchmark": __version__, "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "platform": platform.platform(), "device": str(device),
         "cuda": torch.version.cuda, "cpu_count": os.cpu_count(), **determinism, **dist.describe(),
+        # the GPUs this process was given (a sweep's --devices pins each worker's)
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
@@ -217,17 +220,19 @@ def check_threads(threads: int | None) -> None:
 
 def run(spec: RunSpec, out: str | os.PathLike = DEFAULT_OUT, device: str = "cpu",
         data_root: str | os.PathLike | None = None, threads: int | None = None,
-        dist_backend: str | None = None) -> RunResult:
+        dist_backend: str | None = None, log_to_trackers: Sequence[str] = ()) -> RunResult:
     """Train ``spec`` into ``<out>/<run_id>/``, resuming an unfinished run; a done run is skipped.
 
     The run id is the identity of what this process trains (the data it just loaded, the
     resolved config, the numerics); see :mod:`benchmark.identity`. Under torchrun
     (WORLD_SIZE > 1) this is one rank of a DDP run (:mod:`benchmark.dist`); every rank calls
-    it with the same arguments.
+    it with the same arguments. ``log_to_trackers``: optional TensorBoard / W&B logging on
+    rank 0 (:mod:`benchmark.tracking`; a missing package fails here, before any work).
     """
     spec = normalise(spec)
     check_threads(threads)
     out = check_out_dir(out)
+    trackers = Trackers(log_to_trackers)
     with process_group(resolve_device(device), dist_backend) as dist, _quiet_unless(dist.is_main):
         cfg = resolve_config(spec)
         data = load_run_data(spec, cfg, data_root)
@@ -247,9 +252,11 @@ def run(spec: RunSpec, out: str | os.PathLike = DEFAULT_OUT, device: str = "cpu"
                 return _run_ranks(spec, resolved, cfg, data, trainer, run_dir, dist, determinism)
             run_dir.mkdir(parents=True, exist_ok=True)
             with run_lock(run_dir), log_to(run_dir / "log.txt"):
-                return _run_ranks(spec, resolved, cfg, data, trainer, run_dir, dist, determinism)
+                return _run_ranks(spec, resolved, cfg, data, trainer, run_dir, dist, determinism,
+                                  trackers)
         finally:
             trainer.close()
+            trackers.close()
 
 
 def _is_done(run_dir: Path) -> bool:
@@ -302,7 +309,9 @@ def _plan(spec_json: dict[str, Any], run_id: str, run_dir: Path) -> dict[str, An
 
 
 def _run_ranks(spec: RunSpec, resolved: Any, cfg: TrainConfig, data: RunData, trainer: Any,
-               run_dir: Path, dist: DistInfo, determinism: dict[str, Any]) -> RunResult:
+               run_dir: Path, dist: DistInfo, determinism: dict[str, Any],
+               trackers: Trackers | None = None) -> RunResult:
+    trackers = trackers or Trackers()  # rank 0's; the other ranks log nothing
     run_id, identity = resolved.run_id, resolved.identity
     spec_json = {"run_id": run_id, "identity": identity, "request": spec.to_dict()}
     ckpt_path = run_dir / "last.pt"
@@ -346,11 +355,14 @@ def _run_ranks(spec: RunSpec, resolved: Any, cfg: TrainConfig, data: RunData, tr
                      f", DDP {dist.world_size} ranks ({dist.backend}, "
                      f"{'SyncBatchNorm' if dist.sync_bn else 'per-rank BatchNorm'})" if dist.enabled else "")
         _write_metrics(run_dir, trainer.history)
+        trackers.open(run_dir, run_id, {**spec_json, "config": config_dict(cfg)},
+                      len(trainer.history))
 
     def checkpoint(t: Any, record: dict[str, Any]) -> None:
         if dist.is_main:
             save_checkpoint(ckpt_path, {**t.state_dict(), "spec": spec_json})
             _write_metrics(run_dir, t.history)
+            trackers.epoch(record)
         dist.barrier()  # no rank runs ahead of the checkpoint that a resume would start from
 
     logits = trainer.fit(checkpoint)
@@ -371,6 +383,7 @@ def _run_ranks(spec: RunSpec, resolved: Any, cfg: TrainConfig, data: RunData, tr
         _io.save_npy(run_dir / "test_labels.npy", np.asarray(data.test_labels, dtype=np.int32))
         _io.write_json(run_dir / "final.json", final)
         _io.write_text(run_dir / "done", f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        trackers.final(final)
         g = final
         log.info("run %s done: top1 %s top5 %s many/med/few %s/%s/%s (last epoch; best on test: "
                  "%s at epoch %s)", run_id,

@@ -176,7 +176,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--clips", type=int, default=16, help="--exact: test clips per class (at most)")
     s.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/figures)")
     s.add_argument("--data-root", default=None, help="folder of prepared stores (env BENCH_DATA_ROOT)")
-    s.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    s.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where the model runs (--exact)")
+    from .plugins import add_argument as add_plugin_argument
+
+    add_plugin_argument(s)
     s.set_defaults(func=_saliency)
 
 

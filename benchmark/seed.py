@@ -1,7 +1,7 @@
 """Seeding and RNG-state capture for reproducible, resumable runs.
 
-Two mechanisms keep a run a function of its seed (spec_shapmix_ctrgcn.md §8 lists the
-official code's non-determinism: worker re-seeding, cudnn autotuning, best-epoch reloads):
+Two mechanisms keep a run a function of its seed (the official CTR-GCN / Shap-Mix code is not:
+its loader workers are re-seeded by worker id, cudnn autotunes, best-epoch reloads):
 
 1. **Per-epoch re-seeding.** At the start of every epoch the harness re-seeds torch, numpy,
    Python ``random`` and the run's own ``torch.Generator`` from (seed, stage, epoch) with

@@ -1,4 +1,4 @@
-"""Exact Shapley values of Shap-Mix's five body parts (spec_shapmix_ctrgcn.md §6.2, §6.3).
+"""Exact Shapley values of Shap-Mix's five body parts (Shap-Mix's ``shapley_value.py``).
 
 The game: players = the layout's 5 parts P0..P4; for a class c and clips x_1..x_N of it,
 

@@ -5,7 +5,7 @@ seed. :func:`resolve_run` turns it into the run's content-keyed identity
 (:mod:`benchmark.identity`: every hyper-parameter, the resolved TrainConfig, the data by
 content, the numerics) whose hash is the ``run_id``, so the same content always maps to the
 same ``results/runs/<run_id>/`` and a sweep can tell finished, incomplete and pending runs
-apart from the filesystem alone (DomainBed-style, style guide items 11 and 13), while a
+apart from the filesystem alone (as DomainBed's sweeps, facebookresearch/DomainBed), while a
 rewritten split list or an edited default never passes an old result off as its own.
 
 Dataset names resolve to prepared stores under a data root (``--data-root``, the
@@ -13,6 +13,7 @@ Dataset names resolve to prepared stores under a data root (``--data-root``, the
 
     synth              the embedded synthetic set, generated on first use into <root>/cache
     ucla               <root>/ucla, protocol 'ucla'
+    k400               <root>/k400, protocol 'k400' (PYSKL's k400_hrnet.pkl, data prepare pyskl)
     ntu60-xsub ...     <root>/ntu60 with protocol xsub (also -xview; ntu120-xsub / -xset)
     ntu60              <root>/ntu60, protocol from --protocol
     a path             that store (protocol from --protocol or the store's only one)
@@ -38,6 +39,8 @@ KNOWN_DATASETS: dict[str, tuple[str, str, str | None]] = {
     "ucla": ("ucla", "python -m benchmark data prepare ucla --raw all_sqe --out {path}", "ucla"),
     "ntu60": ("ntu60", "python -m benchmark data prepare ntu60 --raw RAW --out {path}", None),
     "ntu120": ("ntu120", "python -m benchmark data prepare ntu120 --raw RAW --out {path}", None),
+    "k400": ("k400", "python -m benchmark data prepare pyskl --raw k400_hrnet.pkl --kpfiles "
+                     "KPFILES --out {path}", "k400"),
 }
 NAMED_PROTOCOLS = {"ntu60-xsub": ("ntu60", "xsub"), "ntu60-xview": ("ntu60", "xview"),
                    "ntu120-xsub": ("ntu120", "xsub"), "ntu120-xset": ("ntu120", "xset")}
@@ -265,9 +268,12 @@ def load_run_data(spec: RunSpec, cfg: Any, root: str | os.PathLike | None = None
     """Resolve the spec's dataset to a store, build its (LT) split and the transforms.
 
     Layout and transforms come from the store manifest: 'ucla20' -> the NW-UCLA official
-    pipeline (``UCLATransform``), anything else -> the NTU feeder pipeline with ``cfg.window``.
+    pipeline (``UCLATransform``), 'coco17' (2-D keypoints with scores) -> PYSKL's uniform
+    sampling as Shap-Mix trains Kinetics-400 (``UniformSampleTransform``, ``cfg.test_clips``),
+    anything else -> the NTU feeder pipeline with ``cfg.window``.
     """
     from .data.lt import load_lt
+    from .data.pyskl_transforms import UniformSampleTransform
     from .data.skeleton import get_layout
     from .data import transforms as ntu_tf
     from .data.ucla_transforms import UCLATransform
@@ -278,8 +284,15 @@ def load_run_data(spec: RunSpec, cfg: Any, root: str | os.PathLike | None = None
     layout = get_layout(lt.store.layout)
     if layout.name not in GRAPH_OF_LAYOUT:
         raise BenchmarkError(f"{lt.store.root}: no backbone graph for layout {layout.name!r}")
+    if cfg.test_clips and layout.name != "coco17":
+        raise BenchmarkError(f"test_clips={cfg.test_clips}: PYSKL's test clips are for COCO-17 "
+                             f"stores; {lt.store.root} is {layout.name}")
     if layout.name == "ucla20":
         train_tf, test_tf = UCLATransform(True, cfg.stream), UCLATransform(False, cfg.stream)
+    elif layout.name == "coco17":
+        train_tf = UniformSampleTransform(cfg.window, cfg.stream)
+        test_tf = UniformSampleTransform(cfg.window, cfg.stream, train=False,
+                                         test_clips=cfg.test_clips, seed=spec.seed)
     else:
         pairs = tuple(layout.bone_pairs)
         train_tf = ntu_tf.train_transform(cfg.stream, cfg.window, bone_pairs=pairs)

@@ -1,5 +1,14 @@
 """Resumable sweeps: run every missing run of a list of specs, with parallel local workers, a
-``--shard i/n`` split, or a Slurm array through the optional ``submitit``.
+``--shard i/n`` split, or a Slurm job array (``sbatch``).
+
+GPUs: ``--devices 0,1,2,3`` gives each local worker its own GPUs (the worker's
+CUDA_VISIBLE_DEVICES); ``--gpus-per-run k`` launches each run with torchrun on k of them
+(DDP, ``python -m torch.distributed.run --standalone --nproc_per_node k``), so 4 devices
+make 4 workers of 1 GPU or 2 workers of 2. With ``--device cuda`` and no ``--devices`` the
+visible GPUs are used. The Slurm array requests exactly what one run uses (k GPUs, k x
+threads CPUs, one task) and starts torchrun inside the job for k > 1. A k-process run is
+another run than a 1-process one (the DDP world size is part of its identity), so ``status``
+and ``report`` take the same ``--gpus-per-run``.
 
 The state lives on the filesystem (DomainBed's sweep), keyed by each run's content-keyed id
 (:mod:`benchmark.identity`; the stores are resolved once, before anything starts): a run
@@ -24,21 +33,22 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from . import _io
 from .errors import BenchmarkError
+from .launch import SLURM_THREADS, SWEEP_DIR, plan_slots, slurm_script, worker_command
 from .spec import ResolvedRun, RunSpec, resolve_run
 
 log = logging.getLogger(__name__)
 
-SWEEP_DIR = "_sweep"
 STATES = ("done", "stale", "broken", "running", "unfinished", "failed", "missing")
 STALE_DIR = "_stale"
 EXIT_RUNNING_ELSEWHERE = 75  # a worker whose run another process holds (EX_TEMPFAIL)
@@ -61,13 +71,15 @@ class RunState:
 
 
 def resolve_all(specs: Iterable[RunSpec], data_root: str | os.PathLike | None = None,
-                device_type: str = "cpu") -> list[ResolvedRun]:
+                device_type: str = "cpu", world_size: int = 1) -> list[ResolvedRun]:
     """Every spec's identity, resolved once before a sweep starts: a missing store or a bad
     split list is one error line here, not one failed run per spec. Runs that resolve to one
-    identity (one content asked for two ways) are kept once."""
+    identity (one content asked for two ways) are kept once. ``world_size``: processes per
+    run (``--gpus-per-run``; SyncBatchNorm on CUDA when > 1, as the runner does)."""
     seen: dict[str, ResolvedRun] = {}
     for spec in specs:
-        r = resolve_run(spec, data_root, device_type)
+        r = resolve_run(spec, data_root, device_type, world_size,
+                        sync_bn=world_size > 1 and device_type == "cuda")
         seen.setdefault(r.run_id, r)
     return list(seen.values())
 
@@ -172,20 +184,29 @@ class _Job:
     proc: subprocess.Popen
     log_path: Path
     started: float
+    slot: int = 0  # the worker's index (its GPUs under --devices)
 
     @property
     def spec(self) -> RunSpec:
         return self.run.spec
 
 
-def run_local(runs: list[ResolvedRun], out: str | os.PathLike, workers: int = 1,
+def run_local(runs: list[ResolvedRun], out: str | os.PathLike, workers: int | None = 1,
               threads: int | None = None, device: str = "cpu",
-              data_root: str | None = None, rerun_stale: bool = False) -> dict[str, int]:
+              data_root: str | None = None, rerun_stale: bool = False,
+              devices: Sequence[str] | None = None, gpus_per_run: int = 1,
+              plugins: Sequence[str] = (), log_to: Sequence[str] = ()) -> dict[str, int]:
     """Run every run that is not done / running elsewhere, ``workers`` at a time.
 
+    ``devices``: GPU ids (CUDA_VISIBLE_DEVICES values) shared out between the workers,
+    ``gpus_per_run`` to each (:func:`plan_slots`; ``workers`` None: as many as they make);
+    ``gpus_per_run`` > 1 starts each run under torchrun. ``plugins`` (canonical, see
+    :mod:`benchmark.plugins`) and ``log_to`` (trackers) are passed on to every worker.
     Returns the counts of runs by outcome. Progress for the whole sweep goes to the log.
     """
     out = Path(out)
+    slots = plan_slots(devices, workers, gpus_per_run)
+    workers = len(slots)
     states = statuses(runs, out)
     redo = ("missing", "unfinished", "failed", "broken") + (("stale",) if rerun_stale else ())
     # seed by seed (stable within a seed): an interrupted sweep leaves whole one-seed tables
@@ -201,11 +222,13 @@ def run_local(runs: list[ResolvedRun], out: str | os.PathLike, workers: int = 1,
     if not todo:
         log.info("sweep: all %d run(s) done or running elsewhere; nothing to do", len(runs))
         return counts
-    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers * gpus_per_run))
     (out / SWEEP_DIR).mkdir(parents=True, exist_ok=True)
     log.info("sweep: %d run(s): %d done, %d running elsewhere, %d to run with %d worker(s) x %d "
-             "thread(s)", len(runs), counts["done before"], counts["running elsewhere"], len(todo),
-             workers, threads)
+             "thread(s)%s%s", len(runs), counts["done before"], counts["running elsewhere"],
+             len(todo), workers, threads,
+             f" x {gpus_per_run} process(es) (torchrun)" if gpus_per_run > 1 else "",
+             "; GPUs " + " | ".join(",".join(g) for g in slots) if slots[0] is not None else "")
     queue, running = list(todo), []
     durations: list[float] = []
     t0 = time.time()
@@ -218,7 +241,9 @@ def run_local(runs: list[ResolvedRun], out: str | os.PathLike, workers: int = 1,
                     continue  # another sweep took it
                 if st == "stale":
                     _retire(out, run.run_id)
-                running.append(_launch(run, out, threads, device, data_root))
+                slot = min(set(range(workers)) - {j.slot for j in running})
+                running.append(_launch(run, out, threads, device, data_root, slot, slots[slot],
+                                       gpus_per_run, plugins, log_to))
             time.sleep(0.5)
             for job in [j for j in running if j.proc.poll() is not None]:
                 running.remove(job)
@@ -254,22 +279,23 @@ def _retire(out: Path, run_id: str) -> Path:
     return dest
 
 
-def _launch(run: ResolvedRun, out: Path, threads: int, device: str, data_root: str | None) -> _Job:
+def _launch(run: ResolvedRun, out: Path, threads: int, device: str, data_root: str | None,
+            slot: int = 0, gpus: tuple[str, ...] | None = None, gpus_per_run: int = 1,
+            plugins: Sequence[str] = (), log_to: Sequence[str] = ()) -> _Job:
     spec = run.spec
     log_path = out / SWEEP_DIR / f"{run.run_id}.log"
-    cmd = [sys.executable, "-m", "benchmark", "sweep", "run-one", "--spec-json",
-           json.dumps(spec.to_dict(), sort_keys=True), "--out", str(out), "--threads", str(threads),
-           "--device", device]
-    if data_root:
-        cmd += ["--data-root", data_root]
+    cmd = worker_command(spec, out, threads, device, data_root, gpus_per_run, plugins, log_to)
     fh = open(log_path, "a", encoding="utf-8")
-    fh.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {describe(spec)}\n")
+    fh.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {describe(spec)}"
+             f"{' on GPU ' + ','.join(gpus) if gpus is not None else ''}\n")
     fh.flush()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     fh.close()  # the child holds its own copy
-    return _Job(run, proc, log_path, time.time())
+    return _Job(run, proc, log_path, time.time(), slot)
 
 
 def _finish(job: _Job, out: Path) -> str:
@@ -306,36 +332,40 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 # ------------------------------------------------------------------------------ Slurm
-def run_slurm(runs: list[ResolvedRun], out: str | os.PathLike, slurm: dict[str, Any],
-              device: str = "cuda", data_root: str | None = None) -> list[Any]:
-    """Submit the runs that are not done / running as one Slurm job array (``submitit``).
+def run_slurm(runs: list[ResolvedRun], out: str | os.PathLike, device: str = "cuda",
+              data_root: str | None = None, threads: int | None = None, gpus_per_run: int = 1,
+              plugins: Sequence[str] = (), log_to: Sequence[str] = (),
+              partition: str | None = None, time_min: int | None = None) -> dict[str, Any]:
+    """Submit the runs that are not done / running as one Slurm job array with ``sbatch``.
 
-    ``slurm`` holds submitit's parameters (partition, timeout_min, gpus_per_node, ...). Returns
-    the submitit jobs; their folders are under ``<out>/_sweep/slurm``.
+    Writes ``<out>/_sweep/slurm/<time>.sbatch`` (+ ``.specs.jsonl``, one run per line) and
+    submits it. Returns {"runs", "script", "job"} (no runs: nothing written). Without
+    ``sbatch`` on PATH the script is kept and the error says how to submit it.
     """
-    try:
-        import submitit  # optional dependency
-    except ImportError:
-        raise BenchmarkError("--launcher slurm needs the optional package submitit "
-                             "(pip install submitit)") from None
     out = Path(out)
     todo = [st.spec for st in statuses(runs, out) if st.state not in ("done", "stale", "running")]
     if not todo:
-        return []
-    executor = submitit.AutoExecutor(folder=str(out / SWEEP_DIR / "slurm"))
-    executor.update_parameters(**slurm)
-    return executor.map_array(_slurm_job, [s.to_dict() for s in todo], [str(out)] * len(todo),
-                              [device] * len(todo), [data_root] * len(todo))
-
-
-def _slurm_job(spec: dict[str, Any], out: str, device: str, data_root: str | None) -> str:
-    from .runner import run
-
-    return str(run(RunSpec.from_dict(spec), out, device, data_root).run_dir)
+        return {"runs": 0, "script": None, "job": None}
+    folder = out / SWEEP_DIR / "slurm"
+    stem = folder / time.strftime("%Y%m%dT%H%M%S")
+    specs_file = stem.with_suffix(".specs.jsonl")
+    _io.write_text(specs_file, "".join(json.dumps(s.to_dict(), sort_keys=True) + "\n" for s in todo))
+    script = stem.with_suffix(".sbatch")
+    _io.write_text(script, slurm_script(len(todo), specs_file, out, device,
+                                        threads or SLURM_THREADS, gpus_per_run, data_root, plugins,
+                                        log_to, partition, time_min))
+    if shutil.which("sbatch") is None:
+        raise BenchmarkError(f"--launcher slurm: no sbatch on PATH (not a Slurm login node); "
+                             f"the job script is ready: sbatch {script}")
+    done = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise BenchmarkError(f"sbatch {script} failed: {last}")
+    return {"runs": len(todo), "script": script, "job": done.stdout.strip().split(";")[0]}
 
 
 def run_one(spec_json: str, out: str, threads: int | None, device: str,
-            data_root: str | None) -> int:
+            data_root: str | None, log_to: Sequence[str] = ()) -> int:
     """The worker: train one spec (resuming it); the sweep reads the outcome from the folder."""
     from .runner import run
 
@@ -346,7 +376,7 @@ def run_one(spec_json: str, out: str, threads: int | None, device: str,
     from .runner import RunLocked
 
     try:
-        result = run(spec, out, device, data_root, threads)
+        result = run(spec, out, device, data_root, threads, log_to_trackers=log_to)
     except RunLocked as e:
         print(f"running elsewhere: {e}")
         return EXIT_RUNNING_ELSEWHERE

@@ -1,4 +1,4 @@
-"""The fixed training loop (spec_baselines.md §21.3): method-agnostic, resumable, seeded.
+"""The fixed training loop: method-agnostic, resumable, seeded.
 
     method = build_method(name, hparams); method.setup(ctx)
     model = method.build_model(ctx, make_backbone)
@@ -184,7 +184,7 @@ class Trainer:
                            world_size=world, comm=self.dist if self.dist.enabled else None,
                            extras={"raw_mean_clip": functools.partial(raw_mean_clip, data.store,
                                                                       data.train_idx)})
-        # initialisation is a function of the seed alone (spec §4.1 seeds everything once)
+        # initialisation is a function of the seed alone (the official ``init_seed`` seeds once)
         seed_all(derive_seed(spec.seed, INIT_STREAM))
         self.method.setup(self.ctx)
         model = self.method.build_model(self.ctx, backbone_factory(cfg, data))
@@ -217,13 +217,17 @@ class Trainer:
     def total_epochs(self) -> int:
         return sum(self.stage_epochs(s) for s in self.stages)
 
-    def stage_lr(self, stage: Stage, epoch: int) -> float:
-        """The lr of stage epoch ``epoch``: schedule (see :class:`Stage`) x method.lr_factor."""
+    def stage_lr(self, stage: Stage, epoch: int, step: int = 0, steps: int = 1) -> float:
+        """The lr of stage epoch ``epoch`` (at its ``step``-th of ``steps`` iterations for the
+        per-iteration schedule): schedule (:class:`Stage`, else the config's) x lr_factor."""
         c = self.cfg
         peak = stage.lr if stage.lr is not None else c.lr
         warmup = stage.warmup_epochs if stage.warmup_epochs is not None else c.warmup_epochs
-        schedule = stage.schedule or "step"
-        if schedule in ("cosine", "cosine_shifted"):
+        schedule = stage.schedule or c.schedule
+        if schedule == "cosine_iter":
+            lr = cosine_iter_lr_at(epoch, step, steps, peak, warmup, self.stage_epochs(stage),
+                                   c.min_lr_ratio)
+        elif schedule in ("cosine", "cosine_shifted"):
             lr = cosine_lr_at(epoch, peak, warmup, self.stage_epochs(stage),
                               shift=int(schedule == "cosine_shifted"))
         else:
@@ -408,7 +412,7 @@ class Trainer:
 
     def _train_steps(self, s: int, stage: Stage, epoch: int, loader: BatchLoader,
                      aux: BatchLoader | None) -> tuple[float, int, dict[str, float]]:
-        n = len(loader)  # one pass of the stage's sampler (ROS: a longer epoch, rule 3)
+        n = len(loader)  # one pass of the stage's sampler (ROS: a longer epoch)
         if self.cfg.max_steps_per_epoch:
             n = min(n, self.cfg.max_steps_per_epoch)
         model, method, ctx, opt = self.model, self.method, self.ctx, self.optimizer
@@ -417,9 +421,14 @@ class Trainer:
             fwd_model = self._compiled(fwd_model)
         model.train()
         loss_sum, steps, terms = 0.0, 0, {}
+        per_iteration = (stage.schedule or self.cfg.schedule) == "cosine_iter"
         bar = tqdm(self._batches(loader, aux, n), total=n, leave=False, disable=self.quiet,
                    desc=f"{stage.name} {epoch + 1}/{self.stage_epochs(stage)}")
         for parts, aux_parts in bar:
+            if per_iteration:  # the official T_cur counts every batch of the loader
+                lr = self.stage_lr(stage, epoch, steps, len(loader))
+                for g in opt.param_groups:
+                    g["lr"] = lr
             self._check_finite(parts, self.data.train_idx, "training")
             batch = self._to_batch(parts, stage.views)
             if aux_parts is not None:
@@ -473,6 +482,7 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> np.ndarray:
         """method.predict over the test set (test transform, no augmentation); float32 (N, C).
+        Several clips per video (a (k, N, ...) test batch) give log mean softmax scores.
         Under DDP every rank calls it: each runs its share of whole batches, all get every row."""
         was = self.model.training
         self.model.eval()
@@ -482,7 +492,13 @@ class Trainer:
                                   disable=self.quiet, desc="test"):
                 self._check_finite((x, y, pos), self.data.test_idx, "test")
                 with self._autocast():
-                    outs.append(self.method.predict(self.model, x, self.ctx).float().cpu())
+                    if x.dim() == 6:  # k test clips per video (PYSKL's test mode): the log of
+                        # their mean softmax (average_clips='prob'), so the argmax is PYSKL's
+                        p = torch.stack([self.method.predict(self.model, v, self.ctx).float()
+                                         .log_softmax(-1) for v in x])
+                        outs.append((torch.logsumexp(p, 0) - math.log(len(x))).cpu())
+                    else:
+                        outs.append(self.method.predict(self.model, x, self.ctx).float().cpu())
         finally:
             self.model.train(was)
         local = torch.cat(outs) if outs else torch.zeros(0, self.data.num_classes)
@@ -492,6 +508,23 @@ class Trainer:
 
     def close(self) -> None:
         self.test_loader.close()
+
+
+def cosine_iter_lr_at(epoch: int, step: int, steps: int, lr: float, warmup_epochs: int,
+                      epochs: int, min_ratio: float) -> float:
+    """Shap-Mix's ``shapley_mix_main_k400.py:adjust_learning_rate_cos`` (Kinetics-400 recipe).
+
+    Epochs before ``warmup_epochs``: lr (e + 1) / warmup for the whole epoch. After: at
+    iteration ``step`` of ``steps`` per epoch, eta + (lr - eta)(1 + cos(pi t / T)) / 2 with eta =
+    min_ratio lr, t = steps (e - warmup) + step, T = steps (epochs - warmup): from lr at the
+    first post-warm-up iteration towards eta, which the iteration after the last would reach.
+    """
+    if epoch < warmup_epochs:
+        return lr * (epoch + 1) / warmup_epochs
+    eta = min_ratio * lr
+    t = steps * (epoch - warmup_epochs) + step
+    total = max(1, steps * (epochs - warmup_epochs))
+    return eta + 0.5 * (lr - eta) * (1.0 + math.cos(math.pi * t / total))
 
 
 def _pct(v: float | None) -> str:

@@ -1,13 +1,14 @@
-"""``python -m benchmark train | eval | methods``.
+"""``python -m benchmark train | eval | methods | config``.
 
     train    --dataset DATA --method NAME [--imbalance IF] [--profile P] [--seed S] [--out DIR]
              [--set k=v ...] [--protocol P] [--split-list FILE] [--device cpu|cuda] [--data-root DIR]
-             [--dist-backend nccl|gloo]
+             [--dist-backend nccl|gloo] [--log tensorboard,wandb] [--plugin FILE.py|MODULE]
              multi-process: torchrun --nproc_per_node=N -m benchmark train ... (DDP; the
              config's batch is the global batch, split over the N ranks)
     eval     --checkpoint FILE [--dataset DATA] ...   a last.pt of ours or an official CTR-GCN
              state_dict; prints top-1 and many/medium/few, writes JSON with --out
     methods  the registered methods with their metadata and hyper-parameter defaults
+    config   [--profile P] [--set k=v ...]  every TrainConfig field: value and meaning
 
 ``--set`` keys go to the method's HParams first, then to the TrainConfig; a key neither
 declares fails with a did-you-mean list (exit 2, nothing written).
@@ -22,7 +23,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .config import PROFILES
 from .errors import BenchmarkError
+from .plugins import add_argument as add_plugin_argument
+from .tracking import add_argument as add_log_argument, parse as parse_log
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +35,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train one run (resumes an unfinished one, skips a done one)")
     _data_args(t)
     t.add_argument("--method", required=True, help="registered method (see `methods`)")
-    t.add_argument("--profile", default="lt", help="schedule profile: lt, balanced, cpu, quick, smoke")
+    t.add_argument("--profile", default="lt",
+                   help=f"schedule profile: {', '.join(PROFILES)} (`config --profile P` shows one)")
     t.add_argument("--seed", type=int, default=0, help="init / data-order seed")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a method hyper-parameter or a TrainConfig field (repeatable)")
-    t.add_argument("--backbone", default="ctrgcn")
+    t.add_argument("--backbone", default="ctrgcn",
+                   help="registered backbone: ctrgcn, aagcn, stgcnpp, infogcn, hdgcn or a plugin's")
     t.add_argument("--out", type=Path, default=Path("results/runs"), help="parent of run folders")
     t.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (bitwise CPU reproducibility needs a fixed count)")
     t.add_argument("--dist-backend", default=None, choices=("nccl", "gloo"),
                    help="under torchrun: process-group backend (default nccl on CUDA, gloo on CPU)")
+    add_log_argument(t)
+    add_plugin_argument(t)
     t.set_defaults(func=_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on a test set")
@@ -51,23 +59,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="official weights: method hparams / TrainConfig fields (e.g. base_channel=64)")
     e.add_argument("--out", type=Path, default=None, help="write the metrics as JSON here")
+    add_plugin_argument(e)
     e.set_defaults(func=_eval)
 
     m = sub.add_parser("methods", help="list the registered methods")
     m.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'bal*'")
     m.add_argument("--json", action="store_true", help="machine-readable output")
+    add_plugin_argument(m)
     m.set_defaults(func=_methods)
+
+    c = sub.add_parser("config", help="every training-config field: its value under a profile "
+                                      "and what it means (what --set KEY=VALUE changes)")
+    c.add_argument("--profile", default="lt",
+                   help=f"schedule profile: {', '.join(PROFILES)} (default lt)")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="show the config with these overrides applied (repeatable)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(func=_config)
 
 
 def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--dataset", required=required,
                    help="synth | ucla | ntu60-xsub | ntu60-xview | ntu120-xsub | ntu120-xset | a store path")
-    p.add_argument("--protocol", default=None)
+    p.add_argument("--protocol", default=None,
+                   help="xsub | xview | xset for a store holding several (default: the dataset "
+                        "name's or the store's only one)")
     p.add_argument("--imbalance", type=float, default=None, help="imbalance factor (default: full set)")
     p.add_argument("--n-max", type=int, default=None, help="head-class size of a built LT split")
     p.add_argument("--split-list", default=None, help="a long-tailed training list (name per line)")
     p.add_argument("--data-root", default=None, help="folder of prepared stores (env BENCH_DATA_ROOT)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where to train / evaluate (cuda: the current GPU; CUDA_VISIBLE_DEVICES "
+                        "picks it)")
 
 
 def build_spec(args: argparse.Namespace, method: str, overrides: list[str],
@@ -80,7 +103,12 @@ def build_spec(args: argparse.Namespace, method: str, overrides: list[str],
     import methods as _  # noqa: F401  (registers every method)
 
     cls = METHODS.get(method)
-    hp, train = split_overrides(parse_assignments(overrides), cls.HParams, TrainConfig)
+    assigned = parse_assignments(overrides)
+    if "log" in assigned and "log" not in {f.name for f in dataclasses.fields(cls.HParams)}:
+        raise BenchmarkError("--set log=...: logging is not part of a run's config; use "
+                             "--log tensorboard,wandb")
+    hp, train = split_overrides(assigned, cls.HParams, TrainConfig,
+                                labels=(f"method {method}", "TrainConfig"))
     fields: dict[str, Any] = dict(base or {})
     fields.update(method=method, hparams={**fields.get("hparams", {}), **hp},
                   train={**fields.get("train", {}), **train})
@@ -95,7 +123,8 @@ def _train(args: argparse.Namespace) -> int:
     from .runner import run
 
     spec = build_spec(args, args.method, args.overrides)
-    result = run(spec, args.out, args.device, args.data_root, args.threads, args.dist_backend)
+    result = run(spec, args.out, args.device, args.data_root, args.threads, args.dist_backend,
+                 log_to_trackers=parse_log(args.log))
     if result.rank != 0:  # DDP: rank 0 reports
         return 0
     if result.status == "already done":
@@ -184,6 +213,35 @@ def _check_writable_file(path: Path) -> None:
     folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise BenchmarkError(f"{folder}: not writable (permission denied); choose another --out")
+
+
+def _config(args: argparse.Namespace) -> int:
+    """Every TrainConfig field: value under the profile (and --set), default, meaning."""
+    from .config import TrainConfig, make_config
+    from .hparams import parse_assignments
+
+    cfg = make_config(args.profile, parse_assignments(args.overrides))
+    default = TrainConfig()
+    rows = [{"key": f.name, "type": _type_name(f.type), "value": getattr(cfg, f.name),
+             "default": getattr(default, f.name), "help": f.metadata.get("help", "")}
+            for f in dataclasses.fields(TrainConfig)]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    print(f"TrainConfig under profile {args.profile!r}"
+          + (f" with --set {' '.join(args.overrides)}" if args.overrides else "")
+          + f": --set KEY=VALUE changes a field (lr = base_lr * batch_size / ref_batch_size "
+            f"= {cfg.lr:g}); a method's own keys: `python -m benchmark methods`")
+    wk = max(len(r["key"]) for r in rows)
+    wv = max(len(repr(r["value"])) for r in rows)
+    for r in rows:
+        note = "" if r["value"] == r["default"] else f" (default {r['default']!r})"
+        print(f"  {r['key']:<{wk}}  {r['value']!r:<{wv}}  {r['type']}: {r['help']}{note}")
+    return 0
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "") if not isinstance(tp, type) else tp.__name__
 
 
 def _methods(args: argparse.Namespace) -> int:

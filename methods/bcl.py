@@ -11,7 +11,7 @@ contrastive over the 2B view features + C prototypes with class-averaged denomin
 exp term is divided by the batch count of its class (both views + 1 prototype, the anchor
 itself excluded for its own class). Test logits: the cosine classifier (prior not removed).
 
-Decisions (spec_baselines §17, §22):
+Decisions:
 - The three views are three independent draws of the harness's train transform (skeletons
   have no RandAugment / SimAugment pair); ``Stage.views = 3``.
 - feat_dim 128 = d / 2 on CTR-GCN (the repo's 1024 is for ResNeXt-50's d = 2048, the same

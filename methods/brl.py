@@ -13,19 +13,19 @@ otherwise ``label_alpha`` = 0.64 = 16/25. The loss is a L(z, y_a) + (1 - a) L(z,
 the torch-weighted-mean CE under the DAA weights: uniform, then from the switch epoch the
 class-balanced weights with a per-class beta_c = 0.99 + 0.0099 (n_c - n_min)/(n_max - n_min).
 
-Decisions (spec_baselines §7, §22):
+Decisions:
 - DAA switch at ``round(aa_frac * total_epochs)`` (80 of 100): the official switch is 0-based
-  epoch 19 of 24 "epochs" of 5 passes each, i.e. ~0.8 of training (spec §22.1).
+  epoch 19 of 24 "epochs" of 5 passes each, i.e. ~0.8 of training.
 - Per-sample label weights (default). Each of the two terms keeps the official normalisation,
   sum_i a_i c_{y_a,i} l_i / sum_i c_{y_a,i} (and likewise for y_b with 1 - a_i), so a batch
   with one label weight reproduces the official loss exactly. ``scalar_label_weight=True``
-  keeps quirk 1: the weight of the *last* mixed pair is used for the whole batch.
-- ``alternate_weights=True`` keeps quirk 2 (the in-place beta flip): after the switch, every
+  keeps the official quirk: the weight of the *last* mixed pair is used for the whole batch.
+- ``alternate_weights=True`` keeps the official in-place beta flip: after the switch, every
   second epoch uses beta_c / (1 - (1 - beta_c)^n_c) instead, which is nearly uniform.
-- Joints are written back to their own slots (default); ``permute_joints=True`` keeps quirk 6
-  (the official concatenation: x's upper joints then the partner's lower joints in slots
-  0..24). Quirk 3 (in-place writes, aliasing) has no behavioural counterpart here; quirk 4
-  (Pareto-formula counts) is replaced by the data's counts (spec §21.3 rule 1).
+- Joints are written back to their own slots (default); ``permute_joints=True`` keeps the
+  official concatenation (x's upper joints then the partner's lower joints in slots 0..24).
+  The official in-place writes and aliasing have no behavioural counterpart here; its
+  Pareto-formula class counts are replaced by the data's counts (equal for the BRL lists).
 - Upper/lower split: NTU as the official code (lower = spine base + both legs, {0, 12..19});
   NW-UCLA by the same anatomy; COCO-17 lower = hips, knees, ankles (our choice).
 - Temporal reverse perception (time flip, p 0.5) is not used by any shipped config:
@@ -70,7 +70,7 @@ def daa_betas(class_counts: torch.Tensor) -> torch.Tensor:
 
 
 def daa_weights(class_counts: torch.Tensor, flipped: bool = False) -> torch.Tensor:
-    """(1 - b_c) / (1 - b_c^n_c) rescaled to sum C; ``flipped`` uses b_c -> 1 - beta_c (quirk 2)."""
+    """(1 - b_c) / (1 - b_c^n_c) rescaled to sum C; ``flipped`` uses b_c -> 1 - beta_c (BRL flip)."""
     n = class_counts.double()
     b = daa_betas(class_counts)
     if flipped:
@@ -114,10 +114,10 @@ class BRL(Method):
         mix_ratio: float = 1 / 16        # BRL apis/own.py get_split: ratio = 1/16
         label_alpha: float = 0.64        # BRL apis/own.py get_split: alpha = 0.64 (16/25 joints)
         im_k: float = 3.0                # BRL apis/own.py get_split: im_k = 3
-        aa_frac: float = 0.8             # spec §7/§22.1: epoch 19 of 24 (~0.8) -> 80 of 100
-        scalar_label_weight: bool = False  # spec §7 quirk 1 (last pair's weight for the batch)
-        alternate_weights: bool = False    # spec §7 quirk 2 (in-place beta flip)
-        permute_joints: bool = False       # spec §7 quirk 6 (concatenated joint slots)
+        aa_frac: float = 0.8             # BRL: 0-based epoch 19 of 24 (~0.8) -> 80 of 100
+        scalar_label_weight: bool = False  # BRL quirk: last pair's weight for the batch
+        alternate_weights: bool = False    # BRL quirk: in-place beta flip
+        permute_joints: bool = False       # BRL quirk: concatenated joint slots
         temporal_flip: float = 0.0       # BRL configs: Temperal_Flip unused (paper: p 0.5)
 
     def setup(self, ctx: Context) -> None:

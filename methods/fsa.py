@@ -3,7 +3,7 @@
 No official code; the reference is the paper plus the unofficial re-implementation
 ``SSRSGJYD/Feature-Space-Augmentation-for-Long-Tailed-Data`` (``phase_ii_extract_feature.py``,
 ``datasets/finetune_dataset.py``, ``phase_iii_online_train_or_test.py``,
-``utils/phase_ii_util.py::GradCam``), spec_baselines §5. Three stages:
+``utils/phase_ii_util.py::GradCam``). Three stages:
 
 1. ``feature``: the whole network with plain CE (the train config's schedule).
 2. ``statistics`` (``train=False``): S[c, c'] = mean softmax score of class c' over the training
@@ -18,16 +18,17 @@ No official code; the reference is the paper plus the unofficial re-implementati
    gamma ~ U(0, 1) per fused feature, gets the *tail* label. The classifier sees
    [tail, Na fused, 1 + Na head] per group; loss = mean CE.
 
-Decisions (spec_baselines §5, §22.3, §22.5):
+Decisions:
 - Head/tail split from the training counts: tail = classes with n_c < ``tail_below`` (20, the
-  Few boundary of spec §1; on NTU60-LT IF100 that is 16 of 60 classes, close to the
-  unofficial CIFAR-10 split's 3 tail classes of 10); every other class is head.
-- Feature map = CTR-GCN's last map (N, M, K, T', V). Grad-CAM (spec §19, mean convention):
-  alpha = mean over (T', V) of d logit_y / dA per clip and person, cam = ReLU(sum_k alpha A),
-  then min-max normalised over the whole clip (persons, T', V) as ``GradCam.cal_cam``
-  (a constant map becomes 0 instead of the unofficial NaN). Masks (cam thresholds and the
-  fusion mask M) act on (T', V) positions, across all channels; the fusion mask is shared by
-  the persons of a clip. The fused map is pooled as every map (mean over T', V, then M).
+  Few boundary of Shap-Mix's ``shot_acc``; on NTU60-LT IF100 that is 16 of 60 classes, close
+  to the unofficial CIFAR-10 split's 3 tail classes of 10); every other class is head.
+- Feature map = CTR-GCN's last map (N, M, K, T', V). Grad-CAM (Selvaraju et al., ICCV 2017;
+  mean convention): alpha = mean over (T', V) of d logit_y / dA per clip and person,
+  cam = ReLU(sum_k alpha A), then min-max normalised over the whole clip (persons, T', V) as
+  ``GradCam.cal_cam`` (a constant map becomes 0 instead of the unofficial NaN). Masks (cam
+  thresholds and the fusion mask M) act on (T', V) positions, across all channels; the fusion
+  mask is shared by the persons of a clip. The fused map is pooled as every map (mean over
+  T', V, then M).
 - Confusing classes never include the class itself (its diagonal entry ranks last, where the
   unofficial zero could tie with unseen classes); with fewer than Nf other classes the picks
   repeat cyclically.
@@ -265,7 +266,7 @@ class FSA(Method):
 
     @dataclass(frozen=True)
     class HParams:
-        tail_below: int = 20           # spec §1 Few boundary (n < 20); decision spec §22.3
+        tail_below: int = 20           # Shap-Mix's Few boundary (n < 20); our choice
         n_aug: int = 3                 # unofficial phase_iii config Na = Nf = 3
         ts: float = 0.8                # unofficial phase_iii config ts (class-specific CAM > ts)
         tg: float = 0.2                # unofficial phase_iii config tg (class-generic CAM < tg)

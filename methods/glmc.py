@@ -15,7 +15,7 @@ L_bal is soft CE of ``fc`` on both mixes under t = lambda onehot(y) + (1 - lambd
 L_reb the same for ``fc_cb`` under the class-weighted t_w (w_c proportional to n_c^-qL, sum C,
 not renormalised), L_con SimSiam -cos(p_g, sg z_l) - cos(p_l, sg z_g). Test logits: ``fc_cb``.
 
-Decisions (spec_baselines §6, §22):
+Decisions:
 - Skeleton CutMix region = a frame window x a joint set, the ST-Mix-like region. The window
   follows ``rand_bbox`` on the time axis with cut ratio sqrt(1 - lambda) (c = ceil(T r), centre
   uniform, span centre +- floor(c / 2), clipped); the joints are a uniformly random subset of
@@ -24,7 +24,7 @@ Decisions (spec_baselines §6, §22):
 - Defaults are the CIFAR-100-LT IF100 ones (closest to NTU-LT in size and imbalance):
   resample_weighting 0, label_weighting 1.2, contrast_weight 4; the optimiser and the 100-epoch
   schedule are the harness's (CTR-GCN).
-- lambda ~ Beta(1, 1) always: the official CLI ``--beta`` is never used (spec §6 quirk kept,
+- lambda ~ Beta(1, 1) always: the official CLI ``--beta`` is never used (official quirk kept,
   ``mix_alpha`` makes the Beta parameter explicit).
 - The weighted loader is the sampler ``power_weighted`` registered here (with replacement,
   length N, probability proportional to n_y^-q; q = 0 is uniform, the CIFAR default).

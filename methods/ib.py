@@ -10,7 +10,7 @@ with h the pooled CTR-GCN feature (``Out.feat``, before dropout and ``fc``) and 
 proportional to 1/n_c rescaled to sum C (``IBReweight``: a per-sample multiply, not
 renormalised).
 
-Decisions (spec_baselines §14, §22):
+Decisions:
 - Start at epoch ``round(start_frac * total_epochs)``: 50 of 100 (official 100 of 200 on CIFAR,
   50 of 100 on Tiny-ImageNet: half of training).
 - alpha 1000 (the value ``cifar_train.py`` passes; the class default is 10000).
@@ -59,7 +59,7 @@ class InfluenceBalanced(Method):
     @dataclass(frozen=True)
     class HParams:
         alpha: float = 1000.0     # IB-Loss cifar_train.py IBLoss(alpha=1000)
-        start_frac: float = 0.5   # IB-Loss --start_ib_epoch 100 of 200 (spec §22.1: 50 of 100)
+        start_frac: float = 0.5   # IB-Loss --start_ib_epoch 100 of 200 (here 50 of 100)
         weighting: str = "inverse"  # IB-Loss --train_rule IBReweight (w ~ 1/n); or "none"
         gamma: float = 0.0        # 0: IBLoss; IB_FocalLoss in cifar_train.py uses 1
         lr_factor: float = 0.01   # IB-Loss adjust_learning_rate: lr x0.01 in the IB phase

@@ -5,7 +5,7 @@ Official code ``kaidic/LDAM-DRW`` (``losses.py::LDAMLoss``, ``cifar_train.py`` t
 ``models/resnet_cifar.py::NormedLinear``). The loss is CE(s (z - m_y onehot(y)), y, weight=w)
 with margins m_c proportional to n_c^-1/4 (max 0.5), s = 30, and the torch-weighted mean.
 
-Decisions (spec_baselines §11, §22):
+Decisions:
 - The CTR-GCN ``fc`` is replaced by :class:`NormedLinear` (cosine logits, no bias, no scale);
   test-time prediction is the argmax of those cosines. ``normed_head=False`` keeps the plain
   Linear head, as BRL's skeleton LDAM baseline does.
@@ -58,7 +58,7 @@ class LDAMDRW(WeightedLossMethod):
     class HParams:
         max_m: float = 0.5        # LDAM-DRW cifar_train.py LDAMLoss(max_m=0.5)
         s: float = 30.0           # LDAM-DRW cifar_train.py LDAMLoss(s=30)
-        drw_frac: float = 0.8     # spec §11/§22.1: epoch 80 of 100 (official 160/200)
+        drw_frac: float = 0.8     # epoch 80 of 100 (official 160/200, BRL 19/24)
         drw_beta: float = 0.9999  # LDAM-DRW cifar_train.py DRW betas [0, 0.9999]
         normed_head: bool = True  # LDAM-DRW resnet32(use_norm=True); BRL: plain Linear
 

@@ -12,7 +12,7 @@ Two stages:
    each row with norm > thr is rescaled to norm thr (projected gradient descent; the bias is
    never projected).
 
-Defaults = the official demos, through the harness's Stage API (spec_baselines §13, §22):
+Defaults = the official demos, through the harness's Stage API:
 - Stage 1 (``demo1``'s "with_WD" model): CE (``stage1_loss="bs"`` for Balanced Softmax) with
   the tuned weight decay 5e-3 as the stage's SGD weight decay (``Stage.weight_decay``, replacing
   the config's 4e-4; ``stage1_wd=None`` keeps the config's). The rest of stage 1 is the train
@@ -80,7 +80,7 @@ class BSMaxNorm(Method):
         stage1_loss: str = "ce"          # demo1_first-stage-training.py: CE + weight decay
         stage1_wd: float | None = 5e-3   # demo1 weight_decay (tuned); None: the config's
         stage2_loss: str = "bs"          # Shap-Mix's "BS"; "cb": demo2 CB_loss softmax 0.9999
-        stage2_frac: float = 0.1         # spec §13: 10 epochs after the 100-epoch run (demo2: 10)
+        stage2_frac: float = 0.1         # 10 epochs after the 100-epoch run (demo2: 10)
         stage2_lr: float = 0.01          # demo2 base_lr (batch 64)
         stage2_wd: float = 0.1           # demo2 weight_decay (the stage's SGD weight decay)
         stage2_schedule: str = "cosine_shifted"  # demo2 CosineAnnealingLR stepped at epoch start

@@ -13,7 +13,7 @@ input but moves the whole label to the rarer partner when the counts differ by k
     1 - lambda < tau and n_b / n_a >= kappa   ->  lambda_y = 1     (the edge counts: ``<=``)
     otherwise                                 ->  lambda_y = lambda
 
-Decisions (spec_baselines §4, §22):
+Decisions:
 - "-DRW": from epoch ``round(drw_frac * total_epochs)`` (80 of 100, 0-based, as LDAM-DRW's
   160/200) the per-sample loss is multiplied by the cb(0.9999) weight of its label (LDAM-DRW's
   DRW beta; BagofTricks' own CB-CE DRW config uses 0.9). The fraction keeps short CPU profiles
@@ -98,9 +98,9 @@ class RemixDRW(WeightedLossMethod):
         alpha: float = 1.0        # BagofTricks remix config cifar100_im100_remix_alpha10.yaml
         kappa: float = 3.0        # BagofTricks lib/config/default.py REMIX.KAPPA
         tau: float = 0.5          # BagofTricks lib/config/default.py REMIX.TAU
-        drw_frac: float = 0.8     # spec §22.1: epoch 80 of 100 (LDAM-DRW 160/200)
-        drw_beta: float = 0.9999  # spec §4: LDAM-DRW's DRW beta
-        loss_form: str = "paper"  # spec §4/§22.5: per-sample form; "bagoftricks" = its quirk
+        drw_frac: float = 0.8     # epoch 80 of 100 (LDAM-DRW 160/200)
+        drw_beta: float = 0.9999  # LDAM-DRW cifar_train.py DRW beta
+        loss_form: str = "paper"  # Remix paper's per-sample form; "bagoftricks" = its quirk
 
     def setup(self, ctx: Context) -> None:
         check_choice("remix_drw", "loss_form", self.hp.loss_form, ("paper", "bagoftricks"))

@@ -11,7 +11,7 @@ gamma x every contrast entry except itself. loss_i = -(T / base_T) mean_pos log_
 by the positive weights); loss = mean over anchors. Test logits: the query linear classifier
 (prior not removed).
 
-Decisions (spec_baselines §16, §22):
+Decisions:
 - Two views = two independent draws of the harness's train transform (``Stage.views = 2``;
   no RandAugment for skeletons). View 0 is the query (and the classifier input), view 1 the key.
 - Defaults from the CIFAR-100 IF100 script (NTU-LT is closest to CIFAR-100-LT): alpha 0.01,

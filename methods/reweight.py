@@ -5,7 +5,7 @@ Both default to the variants of the LDAM-DRW code (``kaidic/LDAM-DRW``: ``losses
 and ``cifar_train.py --train_rule Reweight``), the usual source of LT baseline tables; BRL's
 skeleton variants (``firework8/BRL`` ``TwostageFocalLoss`` / ``TwostageCBLoss``: plain CE
 until epoch 19 of 24, then the re-weighted loss) are one ``start_frac`` away. Which variant
-Shap-Mix ran is not known (spec_baselines §22.2); every choice is a named option:
+Shap-Mix ran is not known (its paper does not say); every choice is a named option:
 
 Focal
 - gamma 1 (LDAM-DRW's script; BRL uses 2 and Detectron 2).
@@ -82,7 +82,7 @@ class ClassBalanced(WeightedLossMethod):
     @dataclass(frozen=True)
     class HParams:
         beta: float = 0.9999              # LDAM-DRW Reweight / class-balanced-loss cifar script
-        loss_type: str = "softmax"        # spec §10 recommendation (LDAM-DRW Reweight)
+        loss_type: str = "softmax"        # LDAM-DRW Reweight (weighted softmax CE)
         gamma: float = 1.0                # class-balanced-loss script focal gamma (focal type)
         reduction: str = "torch_weighted"  # F.cross_entropy(weight=), as LDAM-DRW and BRL
         start_frac: float = 0.0           # weights from the start; BRL TwostageCBLoss: 0.8

@@ -12,7 +12,7 @@ logits. The loss sums over experts k:
 with w = none before the reweight epoch and cb(0.9999) after it, and T = 1 before it and the
 per-class T_c = C pi_c f + 1 - f (scaled to max 1) after it, Tbar = mean_c T_c.
 
-Decisions (spec_baselines §18, §22):
+Decisions:
 - Through the backbone contract (any backbone; below for CTR-GCN). Expert split of CTR-GCN as RIDE's CIFAR ResNet-32 split (shared stem + first stage, per
   expert the later stages): l1..l4 (the 64-channel stage, with data_bn) are shared, each expert
   owns l5..l10 and a NormedLinear x s. ``reduce_dimension`` (official for CIFAR) narrows the
@@ -20,7 +20,7 @@ Decisions (spec_baselines §18, §22):
 - Reweight epoch ``round(reweight_frac * total_epochs)`` = 80 of 100, 0-based (official
   ``epoch > 160`` with 1-based epochs of 200, and 80 of 100 on ImageNet-LT).
 - Defaults from the CIFAR-100 config (NTU-LT is closest to CIFAR-100-LT in size and
-  imbalance): lambda_div -0.45, reweight_factor 0.05; the spec's check uses -0.2 (the
+  imbalance): lambda_div -0.45, reweight_factor 0.05; the reference test uses -0.2 (the
   ``RIDELoss`` default / ImageNet-LT).
 - No router (EA stage) and no distillation: "RIDE (3 experts)" in Table 1; all experts at test.
 - As official, when lambda_div == 0 the LDAM term uses the mean logits instead of each expert's.
@@ -143,14 +143,14 @@ class RIDE(Method):
     @dataclass(frozen=True)
     class HParams:
         num_experts: int = 3           # Table 1 "RIDE (3 experts)"; config num_experts 3
-        shared_layers: int = 4         # spec §18: share l1..l4 (RIDE CIFAR: stem + layer1)
+        shared_layers: int = 4         # share l1..l4 (RIDE CIFAR: stem + layer1)
         reduce_dimension: bool = True  # RIDE CIFAR config reduce_dimension true (3/4 width)
         s: float = 30.0                # ride_resnet_cifar.py: NormedLinear output x 30
         max_m: float = 0.5             # RIDELoss max_m 0.5
         lambda_div: float = -0.45      # config_imbalance_cifar100_ride.json additional_diversity_factor
         reweight_factor: float = 0.05  # RIDELoss reweight_factor 0.05 (CIFAR)
         reweight_beta: float = 0.9999  # RIDELoss _hook_before_epoch betas [0, 0.9999]
-        reweight_frac: float = 0.8     # spec §18/§22.1: 80 of 100 (official 160/200, 80/100)
+        reweight_frac: float = 0.8     # 80 of 100 (official 160/200, 80/100)
 
     def setup(self, ctx: Context) -> None:
         self.margins = ldam_margins(ctx.class_counts, self.hp.max_m).to(ctx.device)

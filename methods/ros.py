@@ -5,11 +5,11 @@ is topped up to n_max with extra copies drawn with replacement from its own clip
 (C * n_max clips) is reshuffled every epoch. That is the registered ``ros`` sampler
 (``benchmark.data.samplers.RandomOverSampler``).
 
-Decision (spec_baselines §8, §22.6): epochs are matched, not steps. An epoch is one pass over
-the over-sampled pool, so on NTU60-LT an epoch has 36,000 / 7,892 = 4.6x the steps of CE at
-the same 100-epoch schedule, as the official feeder (same ``num_epoch``) implies. Reports
-should quote total optimizer steps (spec §21.3 rule 3). Matching steps would need the
-stage's epoch count and lr milestones rescaled, which the Context does not expose.
+Decision: epochs are matched, not steps. An epoch is one pass over the over-sampled pool, so
+on NTU60-LT an epoch has 36,000 / 7,892 = 4.6x the steps of CE at the same 100-epoch
+schedule, as the official feeder (same ``num_epoch``) implies. Reports should quote total
+optimizer steps. Matching steps would need the stage's epoch count and lr milestones
+rescaled, which the Context does not expose.
 Options: ``redraw_each_epoch`` draws new extras every epoch; ``class_balance`` switches to the
 same feeder's ``class_balance=True`` branch (class-balanced draws, epoch length 4 N).
 """

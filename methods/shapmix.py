@@ -1,6 +1,6 @@
 """Shap-Mix (Zhang et al., IJCAI 2024): Shapley-guided ST-Mix for long-tailed skeletons, as the
 official ``shapley_mix_main_ddp_logits_adjust.py`` + ``shapley_value.py`` +
-``skelemix.py::ske_swap_randscale_sample_noweighted`` (spec_shapmix_ctrgcn.md §6, §7).
+``skelemix.py::ske_swap_randscale_sample_noweighted`` (JHang2020/Shap-Mix).
 
 State: ``table`` (C, 20) initialised to 1e-6, one entry per class and part combination (the 10
 pairs then the 10 triples of P0..P4 in ``itertools.combinations`` order = the official
@@ -16,9 +16,9 @@ Per iteration (``transform_batch``, on the un-mixed batch, before the training f
    baseline with the sample's real coordinates at the coalition's joints (all frames, coords,
    persons).
    w_i = 10 ReLU(dv_i) / joints(T); EMA with decay 0 for epoch <= naive_estimate_epoch, then
-   ``ema`` (0.9) (the official off-by-one, §7 item 9).
+   ``ema`` (0.9) (the official off-by-one: the decay tests ``epoch > naive_estimate_epoch``).
 2. epochs < naive_mix_epoch: random ST-Mix (methods.stmix). Later: the table is averaged over
-   ranks (``ctx.all_reduce_mean``, every iteration, §6.3 step 4 / §6.4 step 0), then guided
+   ranks (``ctx.all_reduce_mean``, every iteration, as the official DDP script), then guided
    mixing: one k, Ct, a, branch (and Ct2, b) per batch; per sample, if the partner is the
    minority: c ~ softmax(table[y_partner] / temperature), paste combination c; else
    c ~ softmax(table[y_i] / temperature) and paste complement(c) = 19 - c. lam_i =
@@ -28,10 +28,12 @@ Per iteration (``transform_batch``, on the un-mixed batch, before the training f
 Options (each default = the official code):
 - ``ema="per_sample"``: the official sequential per-sample EMA (same-class samples of one batch
   compound: old d^m + (1-d) sum_j d^(m-1-j) w_j, emulated in closed form per class present);
-  ``"per_class"``: d old + (1-d) mean of the batch's w for that class (§7 item 10).
-- ``minority="counts"`` (default, our decision per the brief): the partner is the minority when
+  ``"per_class"``: d old + (1-d) mean of the batch's w for that class (one update per class
+  and step; the official code updates sample by sample).
+- ``minority="counts"`` (default, our decision: real counts): the partner is the minority when
   n_{y_partner} < n_{y_i} (equal counts, incl. the same class: own complement);
-  ``"index"``: the official proxy y_partner > y_i (pri = C - y; §7 item 11).
+  ``"index"``: the official proxy y_partner > y_i (pri = C - y: class index for count, right
+  only for BRL's head-first class order; ties in count are broken by index).
 - ``estimate_every`` (Table 13 Iter-1/2/5): estimate when batch_idx % n == 0 (epochs < 5
   always estimate, as official).
 - ``guidance="shapley"`` | ``"gradcam"`` (Table 8, see below) | ``"random"`` (Table 8:
@@ -44,14 +46,14 @@ Options (each default = the official code):
   ST-Mix options of ``STMix.HParams``.
 
 Grad-CAM guidance (Table 8; the official repo ships none, only an unused ``_generate_mask``
-call, so this design is ours, following spec_baselines §19):
+call, so this design is ours, after Grad-CAM, Selvaraju et al., ICCV 2017):
 - Same schedule as the Shapley estimator (epochs < naive_mix_epoch or every ``estimate_every``
   batch), same ``ema_decay`` rule, same ``ema_update``, per-iteration table averaging over
   ranks from naive_mix_epoch, same guided mixing. No warm-up estimator (Grad-CAM needs no
   coalitions) and no baseline clip.
 - Saliency on the un-mixed batch, eval-mode model (BN running stats used, not updated): the
   last GCN block's map A = ``model.features(x)`` (N, M, K, T', V) (the model contract of
-  spec_baselines §21.1; CTR-GCN's l10 output (N*M, K, T', V) viewed per person) is computed
+  :mod:`benchmark.backbones`; CTR-GCN's l10 output (N*M, K, T', V) viewed per person) is computed
   under no_grad, then ``methods.fsa.grad_cam`` takes d logit_y / dA through ``pool`` + ``head``
   with ``autograd.grad`` w.r.t. the detached map only (one forward, one grad for the batch; no
   parameter ``.grad``): alpha = mean over (T', V) per clip, person and channel, cam =

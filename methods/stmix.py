@@ -1,5 +1,5 @@
 """ST-Mix: spatio-temporal skeleton mixing (Zhang et al., IJCAI 2024), as the official
-``skelemix.py::ske_swap_randscale(x, 2, 3, 7, 11)`` (spec_shapmix_ctrgcn.md §5).
+``skelemix.py::ske_swap_randscale(x, 2, 3, 7, 11)`` (JHang2020/Shap-Mix).
 
 One draw per batch (all from ``ctx.generator``, so a seed replays the same mixes):
 
@@ -16,9 +16,10 @@ One draw per batch (all from ``ctx.generator``, so a seed replays the same mixes
 4. u ~ U(0,1); u > mixup_prob (0.75): CutMix branch. Ct2 ~ U{Ct..nseg}, b ~ U{0..nseg-Ct2};
    the partner's source clip [4b, 4b + 4 Ct2) of the ORIGINAL batch is resampled to 4 Ct frames
    with F.interpolate's default legacy float32 'nearest' (we read the source indices from
-   F.interpolate itself, so the (rt, rt2) = (44, 52) exception of §5 holds) and pasted at
-   (window, J), all coordinates and persons. lam = mean of the (nseg, V) mask = Ct |J| / (nseg V)
-   (= Ct |J| / 400 for NTU-64, in [0.14, 0.4675]).
+   F.interpolate itself, so its float32 rounding, which differs from floor(i rt2 / rt) at
+   (rt, rt2) = (44, 52), is kept) and pasted at (window, J), all coordinates and persons.
+   lam = mean of the (nseg, V) mask = Ct |J| / (nseg V) (= Ct |J| / 400 for NTU-64, in
+   [0.14, 0.4675]).
    Else (mixup_prob, 0.25): lam ~ U(0,1) and x_mix = (1 - lam) x + lam x[partner].
 5. target of x_mix: Target(y, y[partner], w_b = lam) (lam = the share taken from the partner).
 6. one forward on cat([x, x_mix]) (the Method default), loss = CE(x) + soft-CE(x_mix), 1:1.

@@ -18,6 +18,9 @@ A short table goes to stderr, JSON to stdout and to ``--out`` (default
   a store on disk; NTU60 xsub train size with ``--full``).
 * ``prepare``: ``scripts/bench_ntu_prepare.py`` on renamed copies of the real ``.skeleton``
   samples (../shared/data/ntu-raw-samples), against the official scripts when ``DIR`` has them.
+* ``pyskl``: ``scripts/bench_pyskl.py``, converting generated PYSKL pickles (Kinetics' compressed
+  format and NTU 3-D): peak RSS over the unpickled object's size, time over a load plus a plain
+  copy, the restricted unpickler over ``pickle.load`` (Kinetics-400's 239,737 clips with ``--full``).
 * ``epoch`` (CUDA only; skipped with the command to run on CPU): ``scripts/bench_epoch.py``,
   one training epoch on LT-NTU60-sized synthetic data, the harness (fp32, bf16, bf16 +
   torch.compile) against the official loop (its feeder, DataLoader and fp32 model).
@@ -344,6 +347,13 @@ def bench_prepare(args: argparse.Namespace) -> dict:
     return run_json_script(argv, timeout=args.timeout)
 
 
+def bench_pyskl(args: argparse.Namespace) -> dict:
+    argv = [str(SCRIPTS / "bench_pyskl.py"), "--clips", str(args.pyskl_clips), "--seed", str(args.seed)]
+    if args.tmpdir:
+        argv += ["--tmpdir", str(args.tmpdir)]
+    return run_json_script(argv, timeout=args.timeout)
+
+
 def bench_epoch(args: argparse.Namespace) -> dict:
     argv = [str(SCRIPTS / "bench_epoch.py"), "--device", "cuda", "--seed", str(args.seed),
             "--out", str(args.out.parent / "epoch.json")]
@@ -539,6 +549,14 @@ def table(results: dict) -> str:
     elif "prepare" in results["skipped"]:
         row("raw .skeleton prep vs official", "--", "prepare_speedup",
             f" ({results['skipped']['prepare']})")
+    for kind, r in (results.get("pyskl") or {}).items():
+        if kind in ("k400", "ntu"):
+            ra = r["ratios"]
+            row(f"PYSKL {kind} pickle import, {r['generated']['clips']} clips",
+                f"{r['clips_per_s']:.0f} clips/s",
+                note=f" (peak RSS {ra['convert_peak_over_object']:.2f}x the unpickled object, "
+                     f"{ra['convert_over_load_and_copy']:.1f}x a load + copy; safe load "
+                     f"{ra['safe_load_over_pickle_load']:.2f}x pickle.load)")
     ep = results.get("epoch")
     if ep:
         for v, r in ep["variants"].items():
@@ -571,7 +589,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "training-step ratio")
     p.add_argument("--full", action="store_true",
                    help="full sizes: NTU60-xsub store, 500 copies, 5x3 ratio steps, more rounds")
-    p.add_argument("--only", default="throughput,official,step_ratios,memory,prepare,epoch,backbones",
+    p.add_argument("--only", default="throughput,official,step_ratios,memory,prepare,pyskl,epoch,backbones",
                    help="comma list of the pieces to run")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--batch", type=int, default=0, help="clips per step (0: 16 CPU, 64 CUDA)")
@@ -590,6 +608,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--store-n", type=int, default=None, help="memory store clips (4000)")
     p.add_argument("--copies", type=int, default=None, help="copies per raw sample (100)")
     p.add_argument("--prep-repeat", type=int, default=3, help="best of N prep timings")
+    p.add_argument("--pyskl-clips", type=int, default=None,
+                   help="clips of the generated PYSKL pickles (2000; --full: 239,737)")
     p.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "data" / "ntu-raw-samples")
     p.add_argument("--tmpdir", type=Path, default=None, help="where the stores are generated")
     p.add_argument("--profile", action="store_true", help="always profile the official comparison")
@@ -600,7 +620,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # ratio steps a multiple of 5: Iter-5 then gets exactly 1/5 of the estimator calls
     for key, small, big in (("steps", 4, 8), ("rounds", 6, 12), ("ratio_steps", 5, 5),
                             ("ratio_repeats", 2, 4), ("store_n", 4000, NTU60_XSUB_TRAIN),
-                            ("copies", 100, 500)):
+                            ("copies", 100, 500), ("pyskl_clips", 2000, 239_737)):
         if getattr(args, key) is None:
             setattr(args, key, big if full else small)
     return args
@@ -636,6 +656,8 @@ def main(argv: list[str] | None = None) -> dict:
                                   "a reduced one")
             else:
                 results["epoch"] = guarded("epoch", lambda: bench_epoch(args), skips)
+        if "pyskl" in pieces:
+            results["pyskl"] = guarded("pyskl", lambda: bench_pyskl(args), skips)
         if "prepare" in pieces:
             if not all((args.samples / f"{s}.skeleton").is_file()
                        for s in ("S001C001P003R002A005", "S001C001P004R001A017")):

@@ -1,7 +1,7 @@
 """Per-training-step wall time of CE, ST-Mix and Shap-Mix (Iter-1 / Iter-5) on CTR-GCN (CPU).
 
-Spec §10 (paper Table 13: Shap-Mix / ST-Mix time ratio 1.66). One full training step, as
-:meth:`benchmark.train.Trainer._train_steps` runs it:
+Shap-Mix paper (IJCAI 2024, arXiv 2407.12312) Table 13: Shap-Mix / ST-Mix time ratio 1.66.
+One full training step, as :meth:`benchmark.train.Trainer._train_steps` runs it:
 
     method.transform_batch -> method.forward -> method.loss -> zero_grad + backward
     -> optimizer.step (SGD Nesterov 0.9, wd 4e-4) -> method.after_step

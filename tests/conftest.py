@@ -72,7 +72,8 @@ def one_thread():
     torch.use_deterministic_algorithms(det)
 
 
-# spec_baselines.md §0, toy fixture F4: the reference batch of every loss check
+# toy batch F4, the input of every loss check: the tests' reference values are the official
+# implementations' outputs on it (float64, CPU; TensorFlow-only code re-derived by hand)
 COUNTS = torch.tensor([100, 10, 1])
 Z = torch.tensor([[2.0, 0.5, -1.0], [1.0, 1.5, 0.2], [0.1, 0.3, 1.2], [0.5, -0.2, 0.3]])
 Y = torch.tensor([0, 1, 2, 0])

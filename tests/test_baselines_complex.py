@@ -1,6 +1,7 @@
-"""Multi-part baselines (issue 5): BRL, GLMC, RIDE, BCL, PaCo and FSA. Every spec_baselines.md
-reference value for them (§5-7, §16-18, toy fixture F4 of §0), their invariants, and a smoke
-step of each method on a tiny CTR-GCN, with multi-view batches built as the harness does."""
+"""Multi-part baselines (issue 5): BRL, GLMC, RIDE, BCL, PaCo and FSA. Reference values
+computed with their official code (FSA: the unofficial one; mostly on the toy batch F4 of
+conftest.py), their invariants, and a smoke step of each method on a tiny CTR-GCN, with
+multi-view batches built as the harness does."""
 import dataclasses
 
 import pytest
@@ -9,8 +10,8 @@ import torch
 from benchmark.backbones.ctrgcn import CTRGCN
 from benchmark.method import METHODS, Batch, Out, Target, build_method
 
-# spec_baselines.md §0, toy fixture F4
-from conftest import COUNTS, Y, Y_B, Z, f4_ctx  # spec_baselines.md §0, toy fixture F4
+# toy batch F4 (conftest.py)
+from conftest import COUNTS, Y, Y_B, Z, f4_ctx  # toy batch F4
 
 
 ctx = f4_ctx
@@ -30,7 +31,7 @@ def setup(name, total_epochs=100, counts=COUNTS, **overrides):
     return m, c
 
 
-# ------------------------------------------------------------------ §7 BRL
+# ------------------------------------------------------------------ BRL
 def test_brl_daa_weights_and_schedule():
     from methods.brl import daa_betas, daa_weights
 
@@ -95,7 +96,7 @@ def test_brl_mix_targets_and_loss():
     assert float(m.loss(Out(Z, chunks=[4]), plain, c)[0]) == approx(float(ce(Z, Y, weight=w)))
 
 
-# ------------------------------------------------------------------ §6 GLMC
+# ------------------------------------------------------------------ GLMC
 def test_glmc_reference_values():
     from benchmark.losses import power_weights
     from methods.glmc import glmc_alpha, glmc_soft_ce, simsiam
@@ -169,7 +170,7 @@ def test_glmc_transform_and_predict():
         assert torch.allclose(m.predict(model, x, c), model.fc_cb(feat), atol=1e-6)
 
 
-# ------------------------------------------------------------------ §18 RIDE
+# ------------------------------------------------------------------ RIDE
 RIDE_E = 30 * torch.tensor([[[0.8, 0.1, -0.3], [0.2, 0.4, 0.1]],
                             [[0.6, 0.3, -0.1], [0.1, 0.2, 0.5]],
                             [[0.7, -0.2, 0.2], [0.3, 0.3, 0.0]]])
@@ -203,7 +204,7 @@ def test_ride_model_averages_experts():
     assert torch.allclose(out.logits, experts.mean(0), atol=1e-6)
 
 
-# ------------------------------------------------------------------ §17 BCL
+# ------------------------------------------------------------------ BCL
 V1 = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.6, 0.8]]), dim=1)
 V2 = torch.nn.functional.normalize(torch.tensor([[0.8, 0.6], [0.0, 1.0]]), dim=1)
 SUP = torch.tensor([[2.0, 0.5, -1.0], [1.0, 1.5, 0.2]])
@@ -241,7 +242,7 @@ def test_bcl_model_heads():
     assert float(logits.abs().max()) <= 30 + 1e-4  # s = 30 cosine logits at test time
 
 
-# ------------------------------------------------------------------ §16 PaCo
+# ------------------------------------------------------------------ PaCo
 def test_paco_reference_values():
     from methods.paco import paco_loss
 

@@ -1,4 +1,4 @@
-"""FSA (spec_baselines.md §5, Grad-CAM §19): every reference value the spec gives for it, the
+"""FSA (Chu et al., ECCV 2020) and Grad-CAM: reference values from the unofficial FSA code, the
 invariants of its head/tail split, statistics, group sampler and fused features, and a smoke
 run of its three stages on a tiny CTR-GCN with a state_dict round trip."""
 import dataclasses
@@ -16,7 +16,7 @@ from benchmark.method import METHODS, Batch, Context, build_method
 from methods.fsa import (ConfusionTable, confusing_classes, confusion_scores, fuse, fusion_mask,
                          grad_cam, group_labels, split_head_tail)
 
-from conftest import COUNTS  # spec §0, toy fixture F4
+from conftest import COUNTS  # toy batch F4
 
 
 def ctx(counts=COUNTS, total_epochs=10, batch_size=8):
@@ -30,9 +30,9 @@ def approx(x, rel=1e-5):
     return pytest.approx(x, rel=rel)
 
 
-# ------------------------------------------------------------------ spec reference values
+# ------------------------------------------------------------------ reference values
 def test_grad_cam_closed_form():
-    """§19: GAP + linear head, A (K=2, T=2, V=2), W = [[.5, -1], [1, 2]], class 0."""
+    """GAP + linear head, A (K=2, T=2, V=2), W = [[.5, -1], [1, 2]], class 0."""
     a = torch.tensor([[[1.0, 2.0], [3.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]]]).reshape(1, 1, 2, 2, 2)
     head = nn.Linear(2, 2, bias=False)
     with torch.no_grad():
@@ -58,13 +58,13 @@ def test_grad_cam_closed_form():
 
 
 def test_fusion_reference():
-    """§5 check (b): f_s = 1, f_g = 2, M = [[1, 0], [0, 1]] -> [[1, 2], [2, 1]]."""
+    """f_s = 1, f_g = 2, M = [[1, 0], [0, 1]] -> [[1, 2], [2, 1]]."""
     m = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert fuse(torch.ones(2, 2), torch.full((2, 2), 2.0), m).tolist() == [[1, 2], [2, 1]]
 
 
 def test_confusing_class_pick():
-    """§5 check (c): tail class 2 gets confusing class 1 (S[1, 2] = .6 > S[0, 2] = .3)."""
+    """Tail class 2 gets confusing class 1 (S[1, 2] = .6 > S[0, 2] = .3)."""
     s = torch.tensor([[0, .5, .3], [.2, 0, .6], [.1, .4, 0]])
     conf = confusing_classes(s, 1)
     assert conf[2] == [1] and conf == [[1], [0], [1]]

@@ -1,6 +1,6 @@
-"""Loss- and sampling-based baselines (issue 4): every spec_baselines.md reference value on toy
-fixture F4 (§0) for Mixup, Remix-DRW, ROS, Focal, CB, LDAM-DRW, IB and BS+MaxNorm, their
-invariants, and a smoke step of each method on a tiny CTR-GCN."""
+"""Loss- and sampling-based baselines (issue 4): reference values computed with the official
+code on the toy batch F4 (conftest.py) for Mixup, Remix-DRW, ROS, Focal, CB, LDAM-DRW, IB and
+BS+MaxNorm, their invariants, and a smoke step of each method on a tiny CTR-GCN."""
 import dataclasses
 
 import numpy as np
@@ -18,8 +18,8 @@ from methods.ldam import NormedLinear
 from methods.maxnorm import maxnorm_project_, maxnorm_threshold
 from methods.mixup import remix_label_weight
 
-# spec_baselines.md §0, toy fixture F4
-from conftest import COUNTS, Y, Y_B, Z, f4_ctx  # spec_baselines.md §0, toy fixture F4
+# toy batch F4 (conftest.py)
+from conftest import COUNTS, Y, Y_B, Z, f4_ctx  # toy batch F4
 COS = torch.tensor([[0.8, 0.1, -0.3], [0.2, 0.4, 0.1], [0.0, 0.1, 0.3], [0.3, 0.2, 0.25]])
 H = torch.tensor([3.0, 1.5, 0.5, 2.0])
 NAMES = ["mixup", "remix_drw", "ros", "focal", "cb", "ldam_drw", "ib", "bs_maxnorm"]
@@ -49,12 +49,12 @@ def approx(x):
     return pytest.approx(x, rel=1e-5)
 
 
-# ------------------------------------------------------------------ §0 weights, schedules
+# ------------------------------------------------------------------ weights, schedules
 def test_class_weight_primitives():
     assert cb_weights(COUNTS, 0.9999).tolist() == approx([0.0271587, 0.270369, 2.702472])
     assert cb_weights(COUNTS, 0.999).tolist() == approx([0.028363, 0.271256, 2.700381])
     assert cb_weights(COUNTS, 0.0).tolist() == [1.0, 1.0, 1.0]  # LDAM-DRW's "no weight" phase
-    assert power_weights(COUNTS, 1.2).tolist() == approx([0.01119246, 0.177389, 2.811419])  # §6
+    assert power_weights(COUNTS, 1.2).tolist() == approx([0.01119246, 0.177389, 2.811419])  # GLMC
     for w in (cb_weights(COUNTS, 0.9), power_weights(COUNTS, 1.0)):
         assert float(w.sum()) == approx(3.0)
     with pytest.raises(ValueError, match="positive counts"):
@@ -67,7 +67,7 @@ def test_switch_epoch_scales_with_the_schedule():
     assert switch_epoch(0.8, 16) == 13 and switch_epoch(0.0, 16) == 0
 
 
-# ------------------------------------------------------------------ §3 Mixup
+# ------------------------------------------------------------------ Mixup
 def test_mixup_f4():
     loss, _, batch = f4("mixup", lam=0.3)
     assert loss == approx(1.458799)
@@ -91,7 +91,7 @@ def test_mixup_transform_draws_from_the_run_generator():
     assert sample_beta(0.0, g) == 1.0  # alpha <= 0: no mixing, as mixup_data
 
 
-# ------------------------------------------------------------------ §4 Remix-DRW
+# ------------------------------------------------------------------ Remix-DRW
 @pytest.mark.parametrize("lam,lam_y,ce,drw,bot,bot_drw", [
     (0.3, [0, 0.3, 0.3, 0], 1.736299, 2.493089, 1.650049, 2.579037),
     (0.8, [0.8, 1, 1, 0.8], 0.751299, 0.881294, 0.693799, 0.797731),
@@ -137,7 +137,7 @@ def test_target_loss_reductions():
         target_loss(ce, Z, Target(Y, probs=torch.full((4, 3), 1 / 3)))
 
 
-# ------------------------------------------------------------------ §8 ROS
+# ------------------------------------------------------------------ ROS
 def test_ros_stage_sampler():
     m = build_method("ros")
     (stage,) = m.stages(ctx())
@@ -153,7 +153,7 @@ def test_ros_stage_sampler():
     assert len(build_sampler(cb.sampler, labels, seed=0, **cb.sampler_kwargs)) == 4 * len(labels)
 
 
-# ------------------------------------------------------------------ §9 Focal
+# ------------------------------------------------------------------ Focal
 @pytest.mark.parametrize("overrides,epoch,total,expected", [
     ({}, None, 100, 0.264772),                                   # gamma 1 (LDAM-DRW)
     ({"gamma": 2.0}, None, 100, 0.130031),
@@ -175,7 +175,7 @@ def test_focal_weight_outside_p():
     assert torch.allclose(focal_loss(Z, Y, 0.0), ce)
 
 
-# ------------------------------------------------------------------ §10 CB
+# ------------------------------------------------------------------ CB
 @pytest.mark.parametrize("overrides,expected", [
     ({}, 0.560224),                                               # torch-weighted mean
     ({"reduction": "mean"}, 0.423972),                            # TF-style mean
@@ -203,7 +203,7 @@ def test_cb_brl_variant_and_sigmoid_bias():
         build_method("cb", {"loss_type": "sigmod"}).setup(c)
 
 
-# ------------------------------------------------------------------ §11 LDAM-DRW
+# ------------------------------------------------------------------ LDAM-DRW
 def test_ldam_margins():
     m = ldam_margins(COUNTS, 0.5)
     assert m.tolist() == approx([0.158114, 0.281171, 0.5])
@@ -230,7 +230,7 @@ def test_ldam_head_swap():
     assert isinstance(plain.build_model(c, tiny_ctrgcn).fc, torch.nn.Linear)
 
 
-# ------------------------------------------------------------------ §14 IB
+# ------------------------------------------------------------------ IB
 def test_ib_f4():
     feat = H[:, None]  # L1 norms h
     assert influence_weights(Z, Y, H, 1000.0).tolist() == approx(
@@ -257,7 +257,7 @@ def test_ib_weight_is_not_detached_by_default():
         assert (feat.grad is not None and bool(feat.grad.abs().sum() > 0)) == has_grad
 
 
-# ------------------------------------------------------------------ §13 BS + MaxNorm
+# ------------------------------------------------------------------ BS + MaxNorm
 def test_maxnorm_projection_reference():
     w = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])
     thr = maxnorm_threshold(w, 0.1)

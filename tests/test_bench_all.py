@@ -42,7 +42,7 @@ def test_bench_all_tiny(tmp_path, fake_official, capsys):
         "--official", str(fake_official), "--out", str(out), "--tmpdir", str(tmp_path),
         "--threads", "1", "--base-channel", "8", "--batch", "4", "--steps", "2", "--warmup", "1",
         "--rounds", str(rounds), "--window", "16", "--ratio-steps", "1", "--ratio-repeats", "1",
-        "--store-n", "40", "--copies", "2", "--prep-repeat", "1", "--profile"])
+        "--store-n", "40", "--copies", "2", "--prep-repeat", "1", "--pyskl-clips", "30", "--profile"])
     captured = capsys.readouterr()
     assert json.loads(out.read_text()) == json.loads(json.dumps(res))  # written atomically, whole
     assert json.loads(captured.out) == json.loads(json.dumps(res))
@@ -81,6 +81,15 @@ def test_bench_all_tiny(tmp_path, fake_official, capsys):
     mem = res["memory"]
     assert mem["n"] == 40 and mem["clips"] == 40 and mem["full_size"] is False
     assert mem["epoch_peak_rss_mb"] is None or mem["epoch_peak_rss_mb"] > 0
+
+    # the PYSKL import (scripts/bench_pyskl.py): ratios from the numbers of the same run
+    for fmt in ("k400", "ntu"):
+        r = res["pyskl"][fmt]
+        assert r["generated"]["clips"] == 30 and r["clips_per_s"] > 0
+        assert r["ratios"]["convert_peak_over_object"] == pytest.approx(
+            (r["convert"]["peak_rss_mb"] - r["convert"]["rss_start_mb"]) / r["load"]["object_mb"], abs=2e-3)
+        assert r["ratios"]["safe_load_over_pickle_load"] == pytest.approx(
+            r["load"]["load_s"] / r["pickle_load"]["load_s"], abs=0.01)
 
     # targets: the values are the measured ones, PASS/MISS follows from them
     tg = res["targets"]

@@ -1,5 +1,6 @@
 """CTR-GCN backbone: official state_dict layout and sizes, graph, initialisation, and the
-forward pass against independent numpy re-computations of the spec formulas (§1).
+forward pass against independent numpy re-computations of the official formulas (CTR-GCN's
+``model/ctrgcn.py``).
 
 The comparison with the official code itself is ``scripts/check_ctrgcn_official.py`` (by hand:
 it needs a checkout of the official repository)."""
@@ -50,7 +51,7 @@ def np_conv1x1(x, w, b, stride=1):
 
 
 def np_tconv(x, w, b, stride, dilation):
-    """(k, 1) temporal conv, 'same' padding, as in the spec: out[t] = sum_j w[j] x[t*s + j*d - p]."""
+    """(k, 1) temporal conv, 'same' padding, as official: out[t] = sum_j w[j] x[t*s + j*d - p]."""
     k = w.shape[2]
     pad = (k + (k - 1) * (dilation - 1) - 1) // 2
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (0, 0)))
@@ -80,7 +81,7 @@ def np_bn(x, sd, prefix, train):
 
 
 def np_ctrgc(x, sd, p, a, alpha):
-    """Spec §1.4: q, k time-means of conv1/conv2, rel = tanh(q_u - k_v), topo = conv4(rel)*alpha + A."""
+    """CTRGC: q, k time-means of conv1/conv2, rel = tanh(q_u - k_v), topo = conv4(rel)*alpha + A."""
     q = np_conv1x1(x, sd[p + "conv1.weight"], sd[p + "conv1.bias"]).mean(2)
     k = np_conv1x1(x, sd[p + "conv2.weight"], sd[p + "conv2.bias"]).mean(2)
     v = np_conv1x1(x, sd[p + "conv3.weight"], sd[p + "conv3.bias"])

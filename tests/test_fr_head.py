@@ -18,7 +18,7 @@ from benchmark.method import Batch, Context, build_method
 from benchmark.runner import resolve_config
 from benchmark.spec import RunSpec, load_run_data, normalise
 from benchmark.train import Trainer
-from conftest import Z  # spec_baselines.md §0, toy fixture F4 logits
+from conftest import Z  # toy batch F4 logits
 from methods.fr_head import (RefineStage, auto_taps, probe_shapes, refine_loss, select,
                              update_memory)
 
@@ -217,9 +217,10 @@ def test_weight_zero_and_start_epoch_give_ce_exactly():
     x, y = torch.randn(4, 3, 16, 25, 2), torch.tensor([0, 1, 2, 0])
     for hp, epoch in (({"w_cl_loss": 0.0}, 5), ({"start_epoch": 3}, 3)):
         m, c, model = built(**hp)
-        (loss, logs), out, _ = _step(m, c, model, x, y, epoch)
-        ce = F.cross_entropy(out.logits, y)
-        assert torch.equal(loss, ce) and logs["cl"] > 0
+        (loss, logs), out, batch = _step(m, c, model, x, y, epoch)
+        base, _ = super(type(m), m).loss(out, batch, c)  # the plain CE objective, bit for bit
+        assert torch.equal(loss, base) and logs["cl"] > 0
+        assert torch.allclose(loss, F.cross_entropy(out.logits, y), rtol=0, atol=1e-6)
     m, c, model = built(start_epoch=3)
     (loss, logs), out, _ = _step(m, c, model, x, y, 4)  # epoch > start_epoch: CE + 0.1 cl
     ce = float(F.cross_entropy(out.logits.detach(), y))

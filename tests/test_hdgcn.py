@@ -65,7 +65,7 @@ def test_backbone_contract(small):
 @pytest.mark.parametrize("num_class, params", [(60, 1_659_980), (120, 1_675_400)])
 def test_official_parameter_count(num_class, params):
     # measured on the official model/HDGCN.py (CoM 21) by scripts/check_hdgcn_official.py;
-    # 1,675,400 is the NTU-120 figure of the brief
+    # 1,675,400 is the NTU-120 figure (README's backbone table)
     model = HDGCN(num_class=num_class)
     assert sum(p.numel() for p in model.parameters()) == params
     sd = model.state_dict()

@@ -272,3 +272,28 @@ def test_a_run_held_by_another_sweep_is_running_elsewhere_not_failed(store, tmp_
         assert sweep._finish(job, tmp_path) == "elsewhere"
         assert sweep.statuses([r], tmp_path)[0].state == "running"
     assert not (tmp_path / sweep.SWEEP_DIR / f"{r.run_id}.failed.json").exists()
+
+
+def test_code_digest_ignores_comments_and_docstrings_only(tmp_path):
+    """A reworded docstring or comment leaves a run's code digest alone; a changed statement,
+    string literal or default does not."""
+    from benchmark.identity import _file_sha
+
+    base = ('"""Module doc."""\nimport math  # why\n\n\nclass A:\n    """Doc\n    two."""\n\n'
+            '    def f(self, x=1):\n        """f."""\n        return x * 2  # twice\n'
+            'S = "# kept"\n')
+    same = ('"""Another module doc,\nlonger."""\nimport math\n\nclass A:\n    """New doc."""\n'
+            '    def f(self, x=1):   \n        return x * 2\n\nS = "# kept"  # note\n')
+    changed = [base.replace("x * 2", "x * 3"), base.replace("x=1", "x=2"),
+               base.replace('"# kept"', '"# gone"'), base.replace("import math  # why", "import cmath")]
+
+    def sha(text: str, name: str) -> str:
+        p = tmp_path / name
+        p.write_text(text)
+        st = p.stat()
+        return _file_sha(p, st.st_mtime_ns, st.st_size)
+
+    ref = sha(base, "a.py")
+    assert sha(same, "b.py") == ref
+    assert len({ref, *(sha(t, f"c{i}.py") for i, t in enumerate(changed))}) == 1 + len(changed)
+    assert sha("not python (", "d.py") != sha("not python  (", "e.py")  # kept whole

@@ -28,4 +28,4 @@ def test_layouts_partition_joints_and_trees():
         assert len(layout.edges) == layout.num_joints - 1  # a tree
         assert len(layout.bone_pairs) == layout.num_joints
         assert sorted(v1 for v1, _ in layout.bone_pairs) == list(range(layout.num_joints))
-    assert [len(p) for p in NTU_PARTS] == [5, 6, 6, 4, 4]  # spec §5
+    assert [len(p) for p in NTU_PARTS] == [5, 6, 6, 4, 4]  # skelemix.py

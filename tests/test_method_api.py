@@ -1,4 +1,4 @@
-"""Method API, hyper-parameter overrides and the reference values of spec_baselines.md (toy F4)."""
+"""Method API, hyper-parameter overrides and reference values from the official code (toy F4)."""
 import pytest
 import torch
 
@@ -7,8 +7,8 @@ from benchmark.hparams import parse_assignments, split_overrides
 from benchmark.method import METHODS, Batch, Context, Out, Target, build_method
 from benchmark.data.skeleton import LAYOUTS
 
-# spec_baselines.md §0, toy fixture F4
-from conftest import COUNTS, Y, Y_B, Z  # spec_baselines.md §0, toy fixture F4
+# toy batch F4 (conftest.py)
+from conftest import COUNTS, Y, Y_B, Z  # toy batch F4
 
 
 def ctx():

@@ -133,8 +133,9 @@ def md_table(path: Path) -> tuple[list[str], dict[str, list[str]]]:
 
 def tex_rows(path: Path) -> dict[str, list[str]]:
     text = path.read_text()
-    body = text.split("\\midrule\n")[1].split("\\bottomrule")[0]
-    rows = [re.split(r"(?<!\\)&", ln.rstrip().removesuffix("\\\\")) for ln in body.splitlines()]
+    body = text.split("\\midrule\n", 1)[1].split("\\bottomrule")[0]
+    rows = [re.split(r"(?<!\\)&", ln.rstrip().removesuffix("\\\\")) for ln in body.splitlines()
+            if ln.strip() != "\\midrule"]  # the rules between method families
     return {r[0].strip(): [c.strip() for c in r[1:]] for r in rows}
 
 
@@ -252,7 +253,7 @@ def test_dagger_exactly_when_paired_test_is_significant(built):
     assert counts[True] >= 3 and counts[False] >= 3
     text = (folder / "table1.md").read_text()
     assert "scipy.stats.ttest_rel" in text
-    assert "needs ≥ 2 matched seeds (1 cell(s) had fewer" in text
+    assert "(≥ 2 needed); 1 cell(s) had fewer: no mark" in text
     assert "\\dag" not in "".join(sum(tex_rows(folder / "table8.tex").values(), []))  # no CE row
 
 
@@ -261,7 +262,7 @@ def test_single_seed_table_has_no_marks_and_says_why(built, tmp_path):
     build_reports(suites, built["runs"], tmp_path)
     text = (tmp_path / "tables" / "synth" / "table3.md").read_text()
     assert "†" not in text.split("\n- ")[0] and "needs ≥ 2 seeds" in text
-    assert "0 of 15 runs missing" in text and "over 1 seed (0)" in text
+    assert "0 of 15 runs missing" in text and "over 1 seed;" in text and "seeds 0;" in text
 
 
 def test_cost_table(built):
@@ -277,14 +278,14 @@ def test_cost_table(built):
             assert f"{m:.1f} ± {np.std(secs, ddof=1) / 60:.1f}" in md[row][1]
         else:  # GLMC seed 1 is left out
             assert md[row][1].strip("*") == f"{m:.1f} (n=1)"
-    # fewest parameters and shortest time in bold; the 1.46 M rows tie and are all bold
-    assert [r for r in md if md[r][0].startswith("**")] == [r for r in md if r != "GLMC"]
+    # a parameter count is never bold (a property, not a result)
+    assert not [r for r in md if md[r][0].startswith("**")]
     means = {row: round(np.mean([built["values"][rid]["seconds"] for _, rid in
                                  built["ids"]["table13"][(row, "cost")] if rid in built["values"]]) / 60, 1)
              for row in md}
-    # shortest time in bold (ST-Mix's run is Table 8's Random-RW run, written with CE's seconds)
+    # shortest time in bold (random guidance is Table 8's Random-RW run, with CE's seconds)
     assert [r for r in md if md[r][1].startswith("**")] == [r for r in md if means[r] == min(means.values())]
-    assert "minutes (every run took < 1 h)" in (folder / "table13.md").read_text()
+    assert "Train time: per run, in minutes." in (folder / "table13.md").read_text()
 
 
 def test_units_and_degenerate_paired_test():
@@ -319,17 +320,17 @@ def test_published_column_only_on_ntu(built, ntu_built):
     header, md = md_table(folder / "table1.md")
     assert "LT-NTU60 Paper" in header and "LT-NTU120 Paper" in header
     j = header.index("LT-NTU60 Paper") - 1
-    assert md["Cross-Entropy"][j] == "74.4 / 86.4 / 69.5 / 63.8"
-    assert md["Logit Adjustment"][j] == "--" and md["Cross-Entropy"][0] == "--"
+    assert md["CE"][j] == "74.4 / 86.4 / 69.5 / 63.8"
+    assert md["Logit Adjustment"][j] == "--" and md["CE"][0] == "--"
     assert "80 of 80 runs missing" in (folder / "table1.md").read_text()
     _, md3 = md_table(folder / "table3.md")
     assert md3["Shap-Mix"][1::2] == ["83.0", "76.8", "73.0"]
     _, md13 = md_table(folder / "table13.md")
-    assert md13["ST-Mix"][-1] == "-- / 5.67 / 79.9"
+    assert md13["Shap-Mix (random guidance)"][-1] == "-- / 5.67 / 79.9"
     csv = pd.read_csv(folder / "table13.csv").set_index(["row", "metric"])
-    assert csv.loc[("ST-Mix", "hours"), "paper"] == 5.67
-    assert csv.loc[("ST-Mix", "hours"), "unit"] == "h"
-    assert np.isnan(csv.loc[("ST-Mix", "params"), "paper"]) and csv["n"].eq(0).all()
+    assert csv.loc[("Shap-Mix (random guidance)", "hours"), "paper"] == 5.67
+    assert csv.loc[("Shap-Mix (random guidance)", "hours"), "unit"] == "h"
+    assert np.isnan(csv.loc[("Shap-Mix (random guidance)", "params"), "paper"]) and csv["n"].eq(0).all()
     csv1 = pd.read_csv(folder / "table1.csv").set_index(["row", "col", "metric"])
     assert csv1.loc[("Shap-Mix", "LT-NTU120", "few"), "paper"] == 69.7
     _, md7 = md_table(folder / "table7.md")  # the paper gives top-1 only here
@@ -351,9 +352,10 @@ def _check_latex(text: str) -> None:
         depth += {"{": 1, "}": -1}.get(ch, 0)
         assert depth >= 0
     assert depth == 0
-    for word in ("\\toprule", "\\midrule", "\\bottomrule", "\\begin{tabular}", "\\end{tabular}",
+    for word in ("\\toprule", "\\bottomrule", "\\begin{tabular}", "\\end{tabular}",
                  "\\caption{", "\\begin{table}", "\\end{table}"):
         assert text.count(word) == 1, word
+    assert text.count("\\midrule") >= 1  # after the header, and between method families
     spec = re.search(r"\\begin\{tabular\}\{([^}]*)\}", text).group(1)
     assert set(spec) <= set("lc") and "|" not in text.split("\\begin{tabular}")[1].split("\\end")[0]
     body = text.split("\\toprule\n")[1].split("\\bottomrule")[0]
@@ -365,7 +367,9 @@ def _check_latex(text: str) -> None:
                     for c in cells)
         assert width == len(spec), ln
     caption = re.search(r"\\caption\{(.*)\}\n", text).group(1)
-    assert "100" in caption and "20" in caption and "seed" in caption
+    assert "seed" in caption
+    # the Many / Medium / Few rule only where those columns are
+    assert ("100" in caption and "20" in caption) == ("Many" in text.split("\\midrule")[0])
     # every _ and % escaped (the one "{%" ends the \resizebox line on purpose)
     assert re.search(r"(?<!\\)_|(?<![\\{])%", text.split("\\begin{table}")[1]) is None
 
@@ -373,10 +377,17 @@ def _check_latex(text: str) -> None:
 def test_latex_is_well_formed(built):
     texs = sorted((built["results"] / "tables" / "synth").glob("*.tex"))
     assert [p.stem for p in texs] == ["plugin", "table1", "table10", "table11", "table12",
-                                      "table13", "table3", "table4", "table7", "table8", "table9"]
+                                      "table13", "table2", "table3", "table4", "table7", "table8",
+                                      "table9"]
     for p in texs:
         _check_latex(p.read_text())
-    assert "over 2 seeds (0, 1)" in (texs[0]).read_text()
+    text = texs[0].read_text()
+    caption = text.split("\\caption{")[1].split("}\n")[0]
+    assert "over 2 seeds" in caption and "seeds 0, 1" in text  # the seeds in a comment
+    for p in texs:  # a paper's caption: no "Table N:", no tool words
+        caption = p.read_text().split("\\caption{")[1].split("\n")[0]
+        for word in ("Table ", "synth", "ddof", "scipy", "runs missing", "ttest"):
+            assert word not in caption, (p.name, word, caption)
 
 
 def test_latex_compiles(built, ntu_built, tmp_path):
@@ -407,6 +418,87 @@ def test_figures_written(built):
         assert p.stat().st_size > 5000
 
 
+def test_figures_share_one_style_per_method_and_one_axis_direction(built, tmp_path, monkeypatch):
+    """A method has one colour and marker in every figure (its registry rank); class size
+    decreases left to right in the per-class and gain figures; titles carry no tool words;
+    one seed: no error bars and no sideways shift."""
+    from benchmark import figures
+    from benchmark.method import METHODS
+
+    styles = {m: figures.method_style(m) for m in METHODS}
+    assert len({(tuple(c), mk) for c, mk in styles.values()}) == len(styles)  # all distinct
+    suites = built["suites"]
+    for row, method in (("CE", "ce"), ("Shap-Mix", "shap_mix"), ("Balanced Softmax", "balanced_softmax")):
+        assert figures._row_style(suites["fig4"], row) == figures._row_style(suites["table1"], row) \
+            == figures._row_style(suites["table3"], row) == styles[method]
+    captured = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: captured.setdefault(stem.name, fig) and [])
+    df, per_class = __import__("benchmark.report", fromlist=["scan_runs"]).scan_runs(built["runs"])
+    by_id = df.set_index("run_id", drop=False)
+    one_seed = {k: v[:1] for k, v in built["ids"]["table3"].items()}
+    figures.per_class_figure(suites["fig4"], "Synth-LT", built["ids"]["fig4"], per_class, tmp_path)
+    figures.gain_figure(suites["table1"], "Synth-LT", built["ids"]["table1"], per_class, tmp_path)
+    figures.imbalance_figure(suites["table3"], one_seed, by_id, tmp_path)
+    assert set(captured) == {"fig4_per_class_synth-lt", "table1_gain_over_ce_synth-lt",
+                             "table3_top1_vs_imbalance"}
+    for name, fig in captured.items():
+        ax = fig.axes[0]
+        for word in ("synth", "[", "seed mean"):
+            assert word not in ax.get_title(), (name, ax.get_title())
+    assert captured["fig4_per_class_synth-lt"].axes[0].xaxis_inverted()  # log x, head left
+    per_class_ax = captured["fig4_per_class_synth-lt"].axes[0]
+    assert "group mean (Many / Medium / Few)" in [t.get_text() for t in per_class_ax.get_legend().get_texts()]
+    # gain figure: bars ordered by decreasing class size, head classes left
+    gain_ax = captured["table1_gain_over_ce_synth-lt"].axes[0]
+    ticks = [int(t.get_text()) for t in gain_ax.get_xticklabels()]
+    assert ticks == sorted(ticks, reverse=True)
+    # one seed: the points sit exactly on the imbalance factors (no shift), no error bars
+    imb_ax = captured["table3_top1_vs_imbalance"].axes[0]
+    xs = {round(float(x), 9) for line in imb_ax.get_lines() for x in line.get_xdata()}
+    assert xs <= {10.0, 50.0, 100.0}, xs
+    assert not imb_ax.collections  # errorbar draws its bars as a LineCollection
+
+
+def test_holm_correction():
+    from benchmark.report_tables import holm
+
+    got = holm([0.01, 0.04, 0.03, float("nan")])
+    assert got[:3] == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(got[3])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    assert holm([]) == []
+
+
+def test_holm_option_marks_a_subset(built, tmp_path):
+    import pandas as pd
+
+    build_reports([built["suites"]["table1"]], built["runs"], tmp_path, correction="holm")
+    plain = pd.read_csv(built["results"] / "tables" / "synth" / "table1.csv")
+    corr = pd.read_csv(tmp_path / "tables" / "synth" / "table1.csv")
+    top = corr[corr.metric == "top1"]
+    assert set(corr.index[corr.dagger]) <= set(plain.index[plain.dagger])
+    tested = top.dropna(subset=["p_vs_reference"])
+    from benchmark.report_tables import holm
+
+    assert tested["p_adjusted"].tolist() == pytest.approx(holm(tested["p_vs_reference"].tolist()))
+    assert (tested["dagger"] == (tested["p_adjusted"] < 0.05)).all()
+    assert "Holm-corrected" in (tmp_path / "tables" / "synth" / "table1.md").read_text()
+    with pytest.raises(BenchmarkError, match="unknown correction"):
+        build_reports([built["suites"]["table1"]], built["runs"], tmp_path, correction="bonf")
+
+
+def test_table1_rows_grouped_by_family(built):
+    from benchmark.method import METHODS
+
+    suite = built["suites"]["table1"]
+    fams = [suite.groups[r] for r in suite.rows]
+    # each family is one contiguous block, and every label is the class's display_name
+    assert len(list(dict.fromkeys(fams))) == sum(1 for i, f in enumerate(fams) if i == 0 or f != fams[i - 1])
+    assert {c.row for c in suite.cells} == {METHODS.get(c.spec.method).display_name for c in suite.cells}
+    tex = (built["results"] / "tables" / "synth" / "table1.tex").read_text()
+    changes = sum(1 for i in range(1, len(fams)) if fams[i] != fams[i - 1])
+    assert tex.count("\\midrule") == 1 + changes
+
+
 def test_rebuild_is_byte_identical(built):
     res = built["results"]
 
@@ -415,7 +507,7 @@ def test_rebuild_is_byte_identical(built):
                 for p in sorted(res.rglob("*")) if p.is_file()}
 
     before = digest()
-    assert len(before) == 1 + 11 * 3 + 6
+    assert len(before) == 1 + 12 * 3 + 6
     shutil.rmtree(res / "tables")
     shutil.rmtree(res / "figures")
     build_reports(list(built["suites"].values()), built["runs"], res)

@@ -7,7 +7,7 @@ import pytest
 from benchmark.data.samplers import SAMPLERS, build_sampler, derive_seed
 from benchmark.errors import BenchmarkError
 
-# NTU60 IF100 shape (spec §3.1): n_c = int(600 * 0.01 ** (c / 59)), class 0 = head
+# NTU60 IF100 shape (BRL's lists): n_c = int(600 * 0.01 ** (c / 59)), class 0 = head
 COUNTS = np.array([int(600 * 0.01 ** (c / 59)) for c in range(60)])
 LABELS = np.repeat(np.arange(60), COUNTS)
 # the real LT sets are in x_train order, not grouped: shuffle so the samplers cannot rely on it

@@ -1,4 +1,4 @@
-"""Shap-Mix (methods/shapmix.py): spec_shapmix_ctrgcn.md §6 and the §11 invariants."""
+"""Shap-Mix (methods/shapmix.py) as the official code (JHang2020/Shap-Mix), and its invariants."""
 import itertools
 
 import pytest

@@ -68,7 +68,7 @@ class PartModel(MapModel):
 
 
 def test_saliency_closed_form_spec_reference():
-    """spec_baselines §19: A = [[[1,2],[3,0]],[[0,1],[1,1]]], W = [[.5,-1],[1,2]], class 0:
+    """Grad-CAM closed form: A = [[[1,2],[3,0]],[[0,1],[1,1]]], W = [[.5,-1],[1,2]], class 0:
     alpha = [0.125, -0.25], cam = [[0.125, 0], [0.125, 0]] -> joint saliency [0.25, 0]."""
     A = torch.tensor([[[1.0, 2.0], [3.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]]])  # (K, T, V)
     x = A.view(1, 2, 2, 2, 1)

@@ -10,7 +10,7 @@ from benchmark.data import splits
 from benchmark.errors import BenchmarkError
 from conftest import assert_one_line_error, run_cli, shared_path
 
-# spec §3.1: NTU60 IF100 counts, c = 0..59, n_max 600
+# BRL's NTU60 IF100 counts (``data/NTU60_LT/NTU60_xsub_exp_100.txt``), c = 0..59, n_max 600
 NTU60_IF100 = [600, 554, 513, 474, 439, 406, 375, 347, 321, 297, 274, 254, 235, 217, 201, 186, 172,
                159, 147, 136, 125, 116, 107, 99, 92, 85, 78, 72, 67, 62, 57, 53, 49, 45, 42, 39, 36,
                33, 30, 28, 26, 24, 22, 20, 19, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 8, 7, 7, 6, 6]
@@ -20,7 +20,7 @@ def test_exp_counts_reference_values():
     assert splits.exp_counts(60, 100, 600) == NTU60_IF100
     assert sum(splits.exp_counts(60, 10, 600)) == 14142
     assert sum(splits.exp_counts(60, 50, 600)) == 9150
-    # NTU120 totals of spec §3.1 (xsub n_max 600, xset 400)
+    # NTU120 totals of BRL's lists (xsub n_max 600, xset 400)
     assert [sum(splits.exp_counts(120, f, 600)) for f in (10, 50, 100)] == [28182, 18137, 15600]
     assert [sum(splits.exp_counts(120, f, 400)) for f in (10, 50, 100)] == [18771, 12069, 10378]
     assert splits.exp_counts(5, 1, 7) == [7] * 5  # IF 1 is balanced
@@ -35,7 +35,7 @@ def test_step_counts():
 
 def test_groups_ntu60_if100():
     g = splits.groups(NTU60_IF100)
-    assert (len(g["many"]), len(g["medium"]), len(g["few"])) == (23, 21, 16)  # spec §3.3
+    assert (len(g["many"]), len(g["medium"]), len(g["few"])) == (23, 21, 16)  # Shap-Mix's shot_acc
     assert g["many"] == list(range(23)) and g["few"] == list(range(44, 60))
     g10 = splits.groups(splits.exp_counts(60, 10, 600))
     assert (len(g10["many"]), len(g10["medium"]), len(g10["few"])) == (46, 14, 0)

@@ -1,4 +1,4 @@
-"""ST-Mix (methods/stmix.py): spec_shapmix_ctrgcn.md §5 and the §11 invariants."""
+"""ST-Mix (methods/stmix.py) as the official ``skelemix.py::ske_swap_randscale``; invariants."""
 import pytest
 import torch
 import torch.nn.functional as F

@@ -28,16 +28,16 @@ def test_table1_covers_every_registered_method():
     assert len(t1.rows) == len(METHODS.names()) == 20
 
 
-@pytest.mark.parametrize("data", list(DATA_PROFILES))
-def test_every_spec_normalises_and_shared_cells_are_one_run(data):
+@pytest.mark.parametrize("data", [d for d, p in DATA_PROFILES.items() if not p.suites])  # k400:
+def test_every_spec_normalises_and_shared_cells_are_one_run(data):  # Table 2 only (test_k400.py)
     suites = get_suites("all", data, seeds=(0, 1, 2))
     runs = [normalise(s) for s in unique_runs(suites)]
     assert len({r.request_key for r in runs}) == len(runs)
     ids = {s.name: {normalise(c.spec).request_key for c in s.cells} for s in suites}
     # Table 3's IF-100 CE / Shap-Mix, Table 8's Shapley-RW and Fig. 4 reuse Table 1's runs
     by_name = {s.name: s for s in suites}
-    t1_ce = {normalise(c.spec).request_key for c in by_name["table1"].cells if c.row == "Cross-Entropy"}
-    t3_ce = {normalise(c.spec).request_key for c in by_name["table3"].cells if c.row == "Cross-Entropy"}
+    t1_ce = {normalise(c.spec).request_key for c in by_name["table1"].cells if c.row == "CE"}
+    t3_ce = {normalise(c.spec).request_key for c in by_name["table3"].cells if c.row == "CE"}
     assert len(t1_ce & t3_ce) == 1  # the ladder's step at Table 1's setting (IF 100; UCLA IF 10)
     assert ids["fig4"] <= ids["table1"]
     shapley_rw = [c for c in by_name["table8"].cells if (c.row, c.col) == ("Shapley", "RW")][0]

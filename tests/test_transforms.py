@@ -1,4 +1,4 @@
-"""Batched NTU feeder transforms vs. slow numpy references written from spec §2.4."""
+"""Batched NTU feeder transforms vs. slow numpy references written from the official feeder."""
 from __future__ import annotations
 
 import math
@@ -22,7 +22,7 @@ def make_batch(lengths, seed=0, T=T_PAD):
     return torch.from_numpy(x), torch.tensor(lengths, dtype=torch.int64)
 
 
-# ---- slow references, one clip at a time, float64, straight from the spec text --------------
+# ---- slow references, one clip at a time, float64, straight from the official feeder -------
 
 def ref_resize(clip: np.ndarray, start: int, crop: int, window: int) -> np.ndarray:
     seg = clip[:, start:start + crop].astype(np.float64)

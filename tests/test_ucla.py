@@ -1,7 +1,7 @@
 """NW-UCLA reader, store, CTR-GCN protocol and the official train/test transforms.
 
 The transform checks compare against a slow per-clip numpy reference written from the
-formulas of spec §2.5 (CTR-GCN ``feeders/feeder_ucla.py``); real-data tests read the shared
+formulas of CTR-GCN's ``feeders/feeder_ucla.py``; real-data tests read the shared
 ``nw-ucla`` folder beside the checkout and skip when it is absent.
 """
 from __future__ import annotations
@@ -37,10 +37,10 @@ REAL_CLIPS = ["a02_s09_e04_v02", "a02_s09_e04_v03", "a04_s01_e01_v01", "a04_s04_
               "a05_s02_e03_v01", "a02_s04_e02_v03"]
 
 
-# ---------------------------------------------------------------- numpy reference (spec §2.5)
+# ---------------------------------------------------------------- numpy reference
 
 def ref_transform(clip, agx=0, agy=0, s=1.0, frames=None):
-    """One clip (L, 20, 3) -> (3, 52, 20, 1), float64, straight from the spec's formulas."""
+    """One clip (L, 20, 3) -> (3, 52, 20, 1), float64, straight from the official formulas."""
     L = len(clip)
     v = clip.astype(np.float64) - clip[0, 1].astype(np.float64)
     a, b = np.radians(agx), np.radians(agy)

@@ -139,7 +139,8 @@ def test_every_ucla_table_caption_states_schedule_and_repeat():
     from benchmark.report_tables import build_table
 
     tables = [s for s in get_suites("all", "ucla") if s.kind != "figure"]
-    assert len(tables) == 7
+    assert {s.name for s in tables} >= {"table1", "table3", "table4", "table7", "table8",
+                                        "table9", "table10", "table11", "table12", "table13"}
     for suite in tables:
         cap = build_table(suite, {}, pd.DataFrame()).caption
         assert cap.endswith(schedule_caption("ucla")) and "repeat 1 (each training clip" in cap

@@ -27,7 +27,8 @@ from torch import nn
 
 from ..registry import Registry
 
-BACKBONES: Registry = Registry("backbone")
+# installed packages add backbones through this entry-point group (benchmark.plugins)
+BACKBONES: Registry = Registry("backbone", entry_points="ltskeleton.backbones")
 
 
 def is_classifier(name: str) -> bool:

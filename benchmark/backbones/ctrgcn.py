@@ -1,7 +1,7 @@
 """CTR-GCN backbone (Chen et al., "Channel-wise Topology Refinement Graph Convolution for
 Skeleton-Based Action Recognition", ICCV 2021), the backbone of Shap-Mix (IJCAI 2024).
 
-Written from spec_shapmix_ctrgcn.md §1. It computes what the official ``model/ctrgcn.py:Model``
+Written from the official ``model/ctrgcn.py`` (Uason-Chen/CTR-GCN). It computes what its ``Model``
 computes, with the same initialisation and exactly the official ``state_dict`` keys and shapes,
 so official CTR-GCN / Shap-Mix checkpoints load with ``strict=True`` and give the same logits.
 
@@ -180,7 +180,7 @@ class CTRGC(nn.Module):
             conv_init(m)
 
     def forward(self, x: torch.Tensor, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """Reference formula (spec §1.4); :class:`UnitGCN` runs a batched equivalent."""
+        """Reference formula (the official ``CTRGC``); :class:`UnitGCN` runs a batched equivalent."""
         q, k, v = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)
         rel = torch.tanh(q.unsqueeze(-1) - k.unsqueeze(-2))          # (N, R, V, V)
         topo = self.conv4(rel) * alpha + a                            # (N, C, V, V)
@@ -325,7 +325,7 @@ class TCNGCNUnit(nn.Module):
 class CTRGCN(SkeletonBackbone):
     """CTR-GCN on (N, C, T, V, M) skeletons; every person runs through the backbone alone.
 
-    Model contract (spec_baselines §21.1): ``features(x)`` -> (N, M, feat_dim, T/4, V),
+    Model contract (:mod:`benchmark.backbones`): ``features(x)`` -> (N, M, feat_dim, T/4, V),
     ``pool`` -> (N, feat_dim), ``head`` -> logits, ``forward(x, return_feat=False)``.
     The classifier is the official ``fc`` (dropout before it); replace ``model.fc`` to swap it.
 

@@ -1,7 +1,7 @@
 """The spatial graph of CTR-GCN (Chen et al., ICCV 2021): ``A = [I, A_in, A_out]``, shape (3, V, V).
 
-Same construction as the official ``graph/tools.py:get_spatial_graph`` (spec_shapmix_ctrgcn.md
-§1.2): ``edge2mat`` puts a 1 at ``[parent, child]`` for every inward (child, parent) link, and
+Same construction as the official ``graph/tools.py:get_spatial_graph`` (Uason-Chen/CTR-GCN):
+``edge2mat`` puts a 1 at ``[parent, child]`` for every inward (child, parent) link, and
 ``normalize_digraph`` divides every column by its sum (empty columns stay zero). The self-link
 matrix is the plain identity. The edges come from :data:`benchmark.data.skeleton.LAYOUTS`, so
 the model and the data pipeline cannot disagree about the skeleton.

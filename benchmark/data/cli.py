@@ -16,7 +16,21 @@ PREPARERS = {
     "ntu-npz": ("benchmark.data.ntu_npz", "prepare_npz"),
     "ucla": ("benchmark.data.ucla", "prepare_ucla"),
     "synth": ("benchmark.data.synth", "prepare_synth"),
+    "pyskl": ("benchmark.data.pyskl", "prepare_pyskl"),
 }
+
+
+def _threshold(text: str) -> float | None:
+    """A box-score threshold, or ``none`` for no filtering."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or none, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or none, got {text!r}")
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
 
     pp = dsub.add_parser("prepare", help="turn raw files into a prepared store")
-    pp.add_argument("dataset", choices=sorted(PREPARERS))
-    pp.add_argument("--raw", type=Path, help="raw data folder (or .npz file for ntu-npz)")
+    pp.add_argument("dataset", choices=sorted(PREPARERS), help="which dataset's raw format to read")
+    pp.add_argument("--raw", type=Path, help="raw data folder (or the .npz / .pkl file for ntu-npz / pyskl)")
     pp.add_argument("--out", type=Path, required=True, help="store directory to write")
     pp.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes")
     pp.add_argument("--missing-list", type=Path, default=None,
@@ -36,6 +50,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="ntu-npz: CTR-GCN's data/ntu*/statistics folder (sample names of the rows)")
     pp.add_argument("--protocol", default=None, help="ntu-npz: which protocol the .npz holds (xsub, xview, xset)")
     pp.add_argument("--seed", type=int, default=0, help="synth: generator seed")
+    pp.add_argument("--kpfiles", type=Path, default=None,
+                    help="pyskl: folder of the kpfiles a Kinetics pickle's raw_file entries name")
+    pp.add_argument("--name", default=None,
+                    help="pyskl: dataset name (default: the file name up to '_': k400, ntu60, ntu120)")
+    pp.add_argument("--box-thr", type=_threshold, default=0.5,
+                    help="pyskl: drop detections scoring below this in training clips (Shap-Mix's "
+                         "0.5; none: keep all)")
+    pp.add_argument("--val-box-thr", type=_threshold, default=None,
+                    help="pyskl: the same for the other clips (default none, as Shap-Mix's test feeder)")
     pp.add_argument("--force", action="store_true",
                     help="replace an existing store at --out (never a folder holding anything else)")
     pp.set_defaults(func=_prepare)
@@ -47,12 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=splits.cli_main)
 
     ip = dsub.add_parser("info", help="summarise a prepared store, or a training split over it")
-    ip.add_argument("store", type=Path)
+    ip.add_argument("store", type=Path, help="a prepared store folder")
     ip.add_argument("--protocol", default=None, help="protocol of the split (default: the store's only one)")
     ip.add_argument("--split-list", type=Path, default=None, help="a long-tailed train list to check")
     ip.add_argument("--imbalance", type=float, default=None, help="build the LT split in memory")
-    ip.add_argument("--n-max", type=int, default=None)
-    ip.add_argument("--seed", type=int, default=0)
+    ip.add_argument("--n-max", type=int, default=None, help="--imbalance: head-class size")
+    ip.add_argument("--seed", type=int, default=0, help="--imbalance: split seed")
     ip.set_defaults(func=_info)
 
 

@@ -1,10 +1,11 @@
 """Batch loader: rows of a store -> transformed (x, y, idx) batches on the training device.
 
-Replaces the official per-sample ``torch.utils.data.DataLoader`` over
-``SM:feeders/feeder_ntu.py:Feeder_LT_nosample`` (spec §2.4): the clip transform
+Replaces the official per-sample ``torch.utils.data.DataLoader`` over Shap-Mix's
+``feeders/feeder_ntu.py:Feeder_LT_nosample`` (JHang2020/Shap-Mix): the clip transform
 (:mod:`benchmark.data.transforms`) runs once per BATCH on the device, and its generator is
 re-seeded from (seed, epoch) at the start of every epoch, so epoch e's batches are a pure
-function of (seed, epoch) whatever happened before (resume-safe; spec §8).
+function of (seed, epoch) whatever happened before (resume-safe; the official loader workers
+are re-seeded by worker id and replay the same draws every epoch).
 
 Reading: a batch reads only frames [0, max length in the batch) of its rows (the rest is
 padding), rows in ascending order for locality. When the data is a file-backed ``.npy``
@@ -308,7 +309,11 @@ class BatchLoader:
             idx = torch.from_numpy(pos).to(self.device, non_blocking=nb)
             if self.transform is not None:
                 lengths = torch.from_numpy(self.lengths[pos]).to(self.device, non_blocking=nb)
-                x = self.transform(x, lengths, gen)
+                if getattr(self.transform, "keyed", False):  # draws keyed by store row, so that
+                    # batching and DDP sharding cannot change them (pyskl_transforms' test clip)
+                    x = self.transform(x, lengths, gen, rows=self.indices[pos])
+                else:
+                    x = self.transform(x, lengths, gen)
             yield x, y, idx
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ Follows CTR-GCN (Uason-Chen/CTR-GCN @ e13d758), which took it from Microsoft's S
 ``data/ntu/get_raw_denoised_data.py`` (``denoising_by_length``, ``denoising_by_spread``,
 ``get_one_actor_points``, ``get_two_actors_points``, ``remove_missing_frames``) and
 ``data/ntu/seq_transformation.py`` (``seq_translation``, ``align_frames``; the ``data/ntu120``
-copies differ only in ``align_frames``). Spec: ``shared/design/spec_shapmix_ctrgcn.md`` §2.2-2.3.
+copies differ only in ``align_frames``).
 
 The official quirks are kept on purpose, because the published numbers were trained on them:
 the body interval is "first frame + count" (not the frames the body really appeared in), the

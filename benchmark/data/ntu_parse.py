@@ -3,9 +3,8 @@
 Follows CTR-GCN (Uason-Chen/CTR-GCN @ e13d758) ``data/ntu/get_raw_skes_data.py``
 (``get_raw_bodies_data``): frames without a body are dropped, each body ID collects its
 joints (float32) and an interval, and with several body IDs each gets a motion score. The
-denoising and translation that follow are in :mod:`benchmark.data.ntu_denoise`. Spec:
-``spec_shapmix_ctrgcn.md`` §2.1. Also holds the process-pool worker that turns a list of files
-into one chunk file (:func:`parse_chunk`), used by :mod:`benchmark.data.ntu_raw`.
+denoising and translation that follow are in :mod:`benchmark.data.ntu_denoise`. Also holds
+the process-pool worker that turns a list of files into one chunk file (:func:`parse_chunk`), used by :mod:`benchmark.data.ntu_raw`.
 """
 from __future__ import annotations
 

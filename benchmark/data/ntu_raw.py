@@ -1,8 +1,8 @@
 """NTU RGB+D 60/120 raw ``.skeleton`` folders -> prepared store (official CTR-GCN preprocessing).
 
 Follows CTR-GCN (Uason-Chen/CTR-GCN @ e13d758) ``data/ntu{,120}/get_raw_skes_data.py``,
-``get_raw_denoised_data.py`` and ``seq_transformation.py`` (spec ``spec_shapmix_ctrgcn.md``
-§2.1-2.3): per file see :mod:`benchmark.data.ntu_parse` and :mod:`benchmark.data.ntu_denoise`.
+``get_raw_denoised_data.py`` and ``seq_transformation.py``: per file see
+:mod:`benchmark.data.ntu_parse` and :mod:`benchmark.data.ntu_denoise`.
 This module finds the files, drops the official missing-skeleton samples, parses in a process
 pool and writes the store: one (3, 300, 25, 2) float32 clip per file, rows sorted by name (the
 official ``skes_available_name.txt`` order), plus the standard protocol name lists.

@@ -58,3 +58,12 @@ def protocol_split(dataset: str, protocol: str, names: Sequence[str]) -> tuple[l
     train = [names[i] for i in order if is_train(ids[i])]
     test = [names[i] for i in order if not is_train(ids[i])]
     return train, test
+
+
+def official_order(dataset: str, protocol: str, names: Sequence[str]) -> list[str]:
+    """``names`` (any subset) in the order :func:`protocol_split` gives them: by the protocol's
+    ID, name order within an ID. A (dataset, protocol) without a rule keeps the given order."""
+    if (dataset, protocol) not in _RULES:
+        return list(names)
+    key, _ = _RULES[(dataset, protocol)]
+    return sorted(sorted(names), key=key)

@@ -1,15 +1,15 @@
 """Index samplers over a training subset: instance, class-balanced and random over-sampling.
 
-Follows the official samplers (spec §3.2): plain shuffling (``DataLoader(shuffle=True)`` /
-``DistributedSampler``), ``SM:feeders/feeder_ntu.py:Feeder_LT_ros`` with ``class_balance: True``
-(class = shuffled position mod C, then a uniform sample of that class) and with
-``class_balance: False`` (every class topped up to the largest class count by drawing extra
-copies with replacement, once, then shuffled every epoch).
+Follows the official samplers: plain shuffling (``DataLoader(shuffle=True)`` /
+``DistributedSampler``), Shap-Mix's ``feeders/feeder_ntu.py:Feeder_LT_ros`` with
+``class_balance: True`` (class = shuffled position mod C, then a uniform sample of that class)
+and with ``class_balance: False`` (every class topped up to the largest class count by drawing
+extra copies with replacement, once, then shuffled every epoch).
 
 A sampler yields positions 0..len(labels)-1 into the subset it was built on. Epoch e's global
 order is a pure function of (seed, epoch) -- never of the call history -- so a run resumed at
 epoch e replays exactly the order an uninterrupted run would have used (the official workers
-re-seed by worker id instead, spec §8). With ``world_size > 1`` every rank computes the same
+re-seed by worker id instead). With ``world_size > 1`` every rank computes the same
 global order, pads it by wrap-around to a multiple of ``world_size`` and takes every
 ``world_size``-th element starting at ``rank`` (``torch.utils.data.DistributedSampler``).
 """

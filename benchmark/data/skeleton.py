@@ -6,7 +6,7 @@ are the feeder's bone definitions (``feeders/bone_pairs.py``), also 0-based (v1,
 bone[v1] = joint[v1] - joint[v2]; a self pair gives a zero bone.
 
 ``PARTS`` are Shap-Mix's five body parts in the official index order P0..P4. For NTU the
-code's names are mirror-swapped relative to the NTU joint definitions (spec §7 item 17): P1
+names in Shap-Mix's ``skelemix.py`` are mirror-swapped relative to the NTU joint definitions: P1
 is the anatomical right arm, P2 the left arm, P3 the right leg and P4 the left leg; the sets,
 not the names, are what the method uses. NW-UCLA has no official part split; ours follows the
 same anatomy (trunk, arm on the P1 side, other arm, leg, other leg) so that P-k means the same

@@ -227,7 +227,7 @@ def write_split(out: Path, names: Sequence[str], manifest: dict) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-list", type=Path, required=True,
                    help="standard train list: one NTU-style (or NW-UCLA aNN_...) name per line")
-    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--num-classes", type=int, required=True, help="classes of the dataset")
     p.add_argument("--imbalance", type=float, help="imbalance factor IF = n_max / n_min (>= 1)")
     p.add_argument("--n-max", type=int, help="clips kept in the largest class")
     p.add_argument("--seed", type=int, default=0, help="legacy numpy seed (BRL uses 0)")

@@ -18,8 +18,9 @@ are two-person interactions; other classes have an all-zero second person (NTU60
 Per clip: speed, amplitude, phase, onset/offset, performer body size (fixed per performer ID),
 idle sway of every part, rotation about the vertical axis plus a small camera tilt, a small
 drift, Kinect-like joint jitter, and a length in ``[min_len, T]`` zero-padded at the end.
-Stored coordinates follow the official preprocessing (spec §2.3): centred on the first
-frame's spine-middle joint (index 1) of person 0, no rotation/scale normalisation.
+Stored coordinates follow the official preprocessing (CTR-GCN's ``seq_transformation.py``):
+centred on the first frame's spine-middle joint (index 1) of person 0, no rotation/scale
+normalisation.
 
 Names are ``SsssCcccPpppRrrrAaaa`` with NTU60 xsub train performers for train clips and the
 other 20 performer IDs for test clips, so ``protocols.protocol_split('synth', 'xsub', ...)``

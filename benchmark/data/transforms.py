@@ -1,13 +1,13 @@
 """Batched clip transforms of the NTU feeder: crop/resize, random rotation, bone/motion streams.
 
-Follows ``CTR:feeders/tools.py`` (``valid_crop_resize``, ``random_rot``) and
-``SM:feeders/feeder_ntu.py:Feeder.__getitem__`` (spec §2.4), but works on a whole batch
+Follows CTR-GCN's ``feeders/tools.py`` (``valid_crop_resize``, ``random_rot``) and Shap-Mix's
+``feeders/feeder_ntu.py:Feeder.__getitem__`` (same as CTR-GCN's), but works on a whole batch
 (N, C, T, V, M) on the training device instead of one numpy clip in a DataLoader worker.
 The official per-clip order is kept: crop+resize -> rotation (train) -> bone -> motion.
 
-Randomness comes only from an explicit ``torch.Generator`` (spec §8: the official workers
-replay the same streams every epoch); the random draws are exposed as separate functions
-(:func:`crop_params`, :func:`draw_angles`) so tests can force them.
+Randomness comes only from an explicit ``torch.Generator`` (the official workers are re-seeded
+by worker id and replay the same streams every epoch); the random draws are exposed as separate
+functions (:func:`crop_params`, :func:`draw_angles`) so tests can force them.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """NW-UCLA: read the ``all_sqe/*.json`` release and write the prepared store.
 
-Follows CTR-GCN's ``feeders/feeder_ucla.py`` (spec §2.5): one JSON per clip with keys
+Follows CTR-GCN's ``feeders/feeder_ucla.py`` (Uason-Chen/CTR-GCN): one JSON per clip with keys
 ``file_name``, ``label`` (1..10) and ``skeletons`` (T frames x 20 joints x [x, y, z], camera
 metres, one person). The store keeps the raw camera coordinates, zero-padded at the end to the
 longest clip: centring, the random view transform and min-max scaling are per-epoch steps of

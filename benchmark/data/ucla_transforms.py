@@ -1,7 +1,7 @@
 """NW-UCLA load-time transforms: CTR-GCN's train/test pipeline, batched in torch.
 
 Follows ``Feeder.__getitem__`` and ``Feeder.rand_view_transform`` of the official CTR-GCN
-``feeders/feeder_ucla.py`` (spec §2.5). Per clip of true length L, in this order:
+``feeders/feeder_ucla.py`` (Uason-Chen/CTR-GCN). Per clip of true length L, in this order:
 
 1. centre: subtract joint 1 (0-based, "spine") of frame 0 from every joint of every frame
    (a no-op up to rounding, since min-max after a linear map removes any translation; kept
