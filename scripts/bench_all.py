@@ -555,8 +555,7 @@ def table(results: dict) -> str:
             row(f"PYSKL {kind} pickle import, {r['generated']['clips']} clips",
                 f"{r['clips_per_s']:.0f} clips/s",
                 note=f" (peak RSS {ra['convert_peak_over_object']:.2f}x the unpickled object, "
-                     f"{ra['convert_over_load_and_copy']:.1f}x a load + copy; safe load "
-                     f"{ra['safe_load_over_pickle_load']:.2f}x pickle.load)")
+                     f"{ra['convert_over_load_and_copy']:.1f}x a load + copy)")
     ep = results.get("epoch")
     if ep:
         for v, r in ep["variants"].items():

@@ -8,15 +8,12 @@ then measures, each in a fresh process so that peak RSS is its own:
 * ``load``: the restricted unpickler alone -> the size of the unpickled object (RSS growth,
   and the bytes of its arrays), and a plain numpy copy of every clip's keypoints into one
   preallocated float32 array (the baseline speed of touching the data once);
-* ``pickle_load``: plain ``pickle.load`` of the same (trusted, generated) file: what the
-  official loaders cost;
 * ``convert``: :func:`benchmark.data.pyskl.import_pyskl` end to end (load, checks, decoding,
   store written with positional writes, checksums).
 
 Reported: peak RSS of the conversion over the unpickled object's size (bounded memory means
 close to 1: nothing beyond the object but one clip at a time), the conversion's time over the
-load plus the plain copy (what any reader of the file pays), and the safe load's time over
-pickle.load's. ``--full`` is Kinetics-400's
+load plus the plain copy (what any reader of the file pays). ``--full`` is Kinetics-400's
 training set size (239,737 clips; ~12 GB pickle, ~29 GB store); the default 2,000 takes seconds.
 
     python scripts/bench_pyskl.py [--clips N | --full] [--format k400,ntu] [--out FILE]
@@ -37,15 +34,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout
+sys.path.insert(0, str(REPO / "scripts"))
+from bench_store_memory import status_mb  # noqa: E402  (/proc/self/status fields in MB)
 K400_TRAIN = 239_737
-
-
-def status_mb(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def generate(path: Path, fmt: str, n: int, seed: int) -> dict:
@@ -83,7 +74,7 @@ def generate(path: Path, fmt: str, n: int, seed: int) -> dict:
 
 
 def child(args: argparse.Namespace) -> dict:
-    """One measurement in this (fresh) process: --child load | pickle_load | convert."""
+    """One measurement in this (fresh) process: --child load | convert."""
     from benchmark.data import pyskl, safe_pickle
 
     rss0 = status_mb("VmRSS")
@@ -93,11 +84,7 @@ def child(args: argparse.Namespace) -> dict:
         pyskl.import_pyskl(args.pickle, args.store, name="k400" if args.format == "k400" else "ntu60",
                            progress=False)
     else:
-        if args.child == "pickle_load":
-            with open(args.pickle, "rb") as f:
-                obj = pickle.load(f)  # a file we generated ourselves: trusted
-        else:
-            obj = safe_pickle.load(args.pickle)
+        obj = safe_pickle.load(args.pickle)
         out["load_s"] = round(time.perf_counter() - t0, 3)
         out["object_mb"] = round(status_mb("VmRSS") - rss0, 1)
         if args.child == "load":
@@ -133,7 +120,6 @@ def bench_format(args: argparse.Namespace, fmt: str, work: Path) -> dict:
     res: dict = {"generated": generate(pkl, fmt, args.clips, args.seed)}
     res["generated"]["seconds"] = round(time.perf_counter() - t0, 1)
     res["load"] = run_child(args, "load", pkl, store)
-    res["pickle_load"] = run_child(args, "pickle_load", pkl, store)
     res["convert"] = run_child(args, "convert", pkl, store)
     obj = res["load"]["object_mb"]
     conv = res["convert"]
@@ -143,7 +129,6 @@ def bench_format(args: argparse.Namespace, fmt: str, work: Path) -> dict:
         "convert_peak_over_object": round((conv["peak_rss_mb"] - conv["rss_start_mb"]) / obj, 3),
         # the whole conversion over what any reader pays: unpickling + touching every value once
         "convert_over_load_and_copy": round(conv["seconds"] / (res["load"]["load_s"] + res["load"]["copy_s"]), 2),
-        "safe_load_over_pickle_load": round(res["load"]["load_s"] / res["pickle_load"]["load_s"], 2),
     }
     res["clips_per_s"] = round(args.clips / conv["seconds"], 1)
     res["us_per_clip"] = {"convert": round(1e6 * conv["seconds"] / args.clips, 1),
@@ -164,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the pickle and the store")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     p.add_argument("--timeout", type=float, default=7200)
-    p.add_argument("--child", choices=("load", "pickle_load", "convert"), help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=("load", "convert"), help=argparse.SUPPRESS)
     p.add_argument("--pickle", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -198,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{r['load']['object_mb']} MB, conversion peak RSS {r['convert']['peak_rss_mb']} MB "
                   f"({r['ratios']['convert_peak_over_object']}x the object), "
                   f"{r['clips_per_s']} clips/s ({r['ratios']['convert_over_load_and_copy']}x a load and "
-                  f"a plain copy), safe load {r['ratios']['safe_load_over_pickle_load']}x pickle.load",
+                  f"a plain copy)",
                   file=sys.stderr)
     return res
 

@@ -88,8 +88,7 @@ def test_bench_all_tiny(tmp_path, fake_official, capsys):
         assert r["generated"]["clips"] == 30 and r["clips_per_s"] > 0
         assert r["ratios"]["convert_peak_over_object"] == pytest.approx(
             (r["convert"]["peak_rss_mb"] - r["convert"]["rss_start_mb"]) / r["load"]["object_mb"], abs=2e-3)
-        assert r["ratios"]["safe_load_over_pickle_load"] == pytest.approx(
-            r["load"]["load_s"] / r["pickle_load"]["load_s"], abs=0.01)
+        assert "pickle_load" not in r  # no unrestricted unpickling, not even as a baseline
 
     # targets: the values are the measured ones, PASS/MISS follows from them
     tg = res["targets"]
