@@ -219,7 +219,8 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
     seeds = tuple(suite.seeds)
     n_seeds = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
     # the caption is a paper's: no "Table N:" (LaTeX numbers tables), no tool words
-    caption = (f"{TITLE_PREFIX.sub('', suite.title)}. "
+    title = TITLE_PREFIX.sub("", suite.title)
+    caption = (f"{title[:1].upper()}{title[1:]}. "
                + (f"Top-1 accuracy (%) at the last epoch, mean ± std over {n_seeds}"
                   if suite.kind == "accuracy" else f"Mean over {n_seeds}")
                + "; best in bold.")
