@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _official_check import calibrated, max_diff, perturb, run_mode  # noqa: E402
 from benchmark.backbones.aagcn import AAGCN, load_official_state_dict  # noqa: E402
 from benchmark.backbones.graph import spatial_graph  # noqa: E402
 
@@ -167,38 +169,6 @@ def official_commit(root: Path) -> str | None:
 
 
 # ----------------------------------------------------------------------------- comparisons
-def perturb(sd: dict, gen: torch.Generator) -> dict:
-    """Every float tensor += noise (running_var kept positive), so no path is switched off."""
-    out = {}
-    for k, v in sd.items():
-        if v.is_floating_point():
-            noise = 0.1 * torch.randn(v.shape, generator=gen)
-            v = v.abs() + 0.5 + noise.abs() if k.endswith("running_var") else v + noise
-        out[k] = v.clone()
-    return out
-
-
-def calibrated(model, sd: dict, shape: tuple, gen: torch.Generator) -> dict:
-    """``sd`` with BN running statistics replaced by exact averages over a few random batches
-    (as after training), so that eval-mode activations have a realistic scale."""
-    model.load_state_dict(sd, strict=True)
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average
-    model.train()
-    with torch.no_grad():
-        for _ in range(4):
-            model(torch.randn((8, *shape), generator=gen))
-    for bn in bns:
-        bn.momentum = 0.1
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def max_diff(a: dict, b: dict) -> float:
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel())
-
-
 def scale_of(a: dict) -> float:
     return max(v.abs().max().item() for v in a.values() if v.numel())
 
@@ -207,17 +177,6 @@ def cosine(a: dict, b: dict) -> float:
     va = torch.cat([a[k].flatten() for k in sorted(a)])
     vb = torch.cat([b[k].flatten() for k in sorted(a)])
     return F.cosine_similarity(va, vb, dim=0).item()
-
-
-def run_mode(model, x, y, train: bool) -> dict:
-    """Logits, parameter gradients and the state after one forward/backward."""
-    model.train(train)
-    model.zero_grad(set_to_none=True)
-    logits = model(x)
-    F.cross_entropy(logits, y).backward()
-    grads = {k: p.grad.double() for k, p in model.named_parameters()}
-    state = {k: v.double() for k, v in model.state_dict().items()}
-    return {"logits": {"": logits.detach().double()}, "grads": grads, "state": state}
 
 
 def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor) -> dict:

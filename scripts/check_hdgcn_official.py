@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _official_check import max_diff, run_mode  # noqa: E402
 from benchmark.backbones import build_backbone  # noqa: E402
 from benchmark.backbones.graph_hierarchy import hierarchical_graph, level_joints  # noqa: E402
 from benchmark.backbones.hdgcn import HDGCN, load_official_state_dict  # noqa: E402
@@ -132,21 +134,6 @@ def calibrated(model, sd: dict, gen: torch.Generator) -> dict:
 
 
 # ----------------------------------------------------------------------------- comparisons
-def max_diff(a: dict, b: dict) -> float:
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel())
-
-
-def run_mode(model, x, y, train: bool) -> dict:
-    """Logits, parameter gradients and the state after one forward/backward."""
-    model.train(train)
-    model.zero_grad(set_to_none=True)
-    logits = model(x)
-    F.cross_entropy(logits, y).backward()
-    grads = {k: p.grad.double() for k, p in model.named_parameters()}
-    state = {k: v.double() for k, v in model.state_dict().items()}
-    return {"logits": {"": logits.detach().double()}, "grads": grads, "state": state}
-
-
 def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
     """Ours vs official in float32 and float64; in float32 the noise floor is the official
     model's own rounding error (official fp32 vs fp64), given alongside: gradients of a deep

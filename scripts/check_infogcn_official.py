@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _official_check import calibrated, max_diff, perturb  # noqa: E402
 from benchmark.backbones.infogcn import InfoGCN, load_official_state_dict  # noqa: E402
 
 OFFICIAL_ARGS = dict(in_channels=3, drop_out=0, num_head=3, k=1, noise_ratio=0.5, gain=3)
@@ -152,38 +154,6 @@ def write_golden(cls, get_mmd_loss, out_dir: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- comparisons
-def perturb(sd: dict, gen: torch.Generator) -> dict:
-    """Every float tensor += noise (running_var kept positive), so no path is switched off."""
-    out = {}
-    for k, v in sd.items():
-        if v.is_floating_point():
-            noise = 0.1 * torch.randn(v.shape, generator=gen)
-            v = v.abs() + 0.5 + noise.abs() if k.endswith("running_var") else v + noise
-        out[k] = v.clone()
-    return out
-
-
-def calibrated(model, sd: dict, shape: tuple, gen: torch.Generator) -> dict:
-    """``sd`` with BN running statistics replaced by exact averages over a few random batches
-    (as after training), so that eval-mode activations have a realistic scale."""
-    model.load_state_dict(sd, strict=True)
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average
-    model.train()
-    with torch.no_grad():
-        for _ in range(4):
-            model(torch.randn((8, *shape), generator=gen))
-    for bn in bns:
-        bn.momentum = 0.1
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def max_diff(a: dict, b: dict) -> float:
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel())
-
-
 def official_objective(off, logits, z, y, get_mmd_loss) -> tuple[torch.Tensor, torch.Tensor]:
     """main.py: cls_loss + lambda_2 * mmd_loss + lambda_1 * l2_z_mean; also the aux part."""
     mmd, l2, _ = get_mmd_loss(z, off.z_prior.to(z), y, off.num_class)

@@ -48,6 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _official_check import perturb  # noqa: E402
 from benchmark.backbones.stgcnpp import (STGCNPP, from_official_key,  # noqa: E402
                                          load_official_state_dict, to_official_state_dict)
 from benchmark.data.skeleton import get_layout  # noqa: E402
@@ -180,17 +182,6 @@ def official_input(x: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- weights
-def perturb(sd: dict, gen: torch.Generator) -> dict:
-    """Every float tensor += noise (running_var kept positive), so no path is switched off."""
-    out = {}
-    for k, v in sd.items():
-        if v.is_floating_point():
-            noise = 0.1 * torch.randn(v.shape, generator=gen)
-            v = v.abs() + 0.5 + noise.abs() if k.endswith("running_var") else v + noise
-        out[k] = v.clone()
-    return out
-
-
 def calibrated(model, sd: dict, shape: tuple, gen: torch.Generator) -> dict:
     """``sd`` (official names) with BN running statistics replaced by exact averages over a
     few random batches (as after training): eval-mode activations at a realistic scale."""
