@@ -4,6 +4,10 @@ forward / backward with everything it produced. A script whose model needs a var
 keeps its own."""
 from __future__ import annotations
 
+import statistics
+import time
+from typing import Callable, Iterable
+
 import torch
 import torch.nn.functional as F
 
@@ -49,3 +53,29 @@ def run_mode(model, x, y, train: bool) -> dict:
     grads = {k: p.grad.double() for k, p in model.named_parameters()}
     state = {k: v.double() for k, v in model.state_dict().items()}
     return {"logits": {"": logits.detach().double()}, "grads": grads, "state": state}
+
+
+def time_alternating(step: Callable[[str], None], names: Iterable[str], rounds: int,
+                     threads: int, batch: int = 16) -> dict:
+    """Samples/s of ``step(name)`` (one training step of model ``name``: "official", "ours"),
+    the models alternating so that background load hits both alike, after two warm-up steps
+    each (oneDNN kernel selection). With 1 thread the clock is this thread's CPU time, which
+    background load on a shared machine barely disturbs; with more, wall time."""
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    names = list(names)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for k in names:
+        step(k), step(k)
+    for _ in range(rounds):
+        for k in names:
+            t0 = clock()
+            step(k)
+            times[k].append(clock() - t0)
+    res = {"threads": threads, "clock": clock.__name__, "batch": batch, "rounds": rounds}
+    for k, ts in times.items():
+        res[f"{k}_samples_per_s_median"] = round(batch / statistics.median(ts), 2)
+        res[f"{k}_samples_per_s_best"] = round(batch / min(ts), 2)
+    res["speedup_median"] = round(statistics.median(times["official"]) /
+                                  statistics.median(times["ours"]), 3)
+    res["speedup_best"] = round(min(times["official"]) / min(times["ours"]), 3)
+    return res

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -31,7 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _official_check import calibrated, max_diff, perturb, run_mode  # noqa: E402
+from _official_check import calibrated, max_diff, perturb, run_mode, time_alternating  # noqa: E402
 from benchmark.backbones.ctrgcn import CTRGCN, load_official_state_dict  # noqa: E402
 
 CONFIGS = {  # name: (ours kwargs, official graph class, input (C, T, V, M))
@@ -108,7 +106,6 @@ def time_steps(cls, rounds: int, threads: int) -> dict:
     """Samples/s of a training step. With 1 thread the clock is this thread's CPU time, which
     background load on a shared machine barely disturbs; with more, wall time."""
     torch.set_num_threads(threads)
-    clock = time.thread_time if threads == 1 else time.perf_counter
     kw, graph, _ = CONFIGS["ntu60"]
     torch.manual_seed(0)
     models = {"official": official_model(cls, kw, graph), "ours": CTRGCN(**kw)}
@@ -122,22 +119,7 @@ def time_steps(cls, rounds: int, threads: int) -> dict:
         F.cross_entropy(models[k](x), y).backward()
         opts[k].step()
 
-    times = {k: [] for k in models}
-    for k in models:  # warm-up (oneDNN kernel selection)
-        step(k), step(k)
-    for _ in range(rounds):  # alternate so background load hits both alike
-        for k in models:
-            t0 = clock()
-            step(k)
-            times[k].append(clock() - t0)
-    res = {"threads": threads, "clock": clock.__name__, "batch": 16, "rounds": rounds}
-    for k, ts in times.items():
-        res[f"{k}_samples_per_s_median"] = round(16 / statistics.median(ts), 2)
-        res[f"{k}_samples_per_s_best"] = round(16 / min(ts), 2)
-    res["speedup_median"] = round(statistics.median(times["official"]) /
-                                  statistics.median(times["ours"]), 3)
-    res["speedup_best"] = round(min(times["official"]) / min(times["ours"]), 3)
-    return res
+    return time_alternating(step, models, rounds, threads)
 
 
 def main() -> None:

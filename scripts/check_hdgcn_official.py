@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import sys
-import time
 import types
 import warnings
 from pathlib import Path
@@ -41,7 +39,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _official_check import max_diff, run_mode  # noqa: E402
+from _official_check import max_diff, run_mode, time_alternating  # noqa: E402
 from benchmark.backbones import build_backbone  # noqa: E402
 from benchmark.backbones.graph_hierarchy import hierarchical_graph, level_joints  # noqa: E402
 from benchmark.backbones.hdgcn import HDGCN, load_official_state_dict  # noqa: E402
@@ -225,7 +223,6 @@ def time_steps(official, rounds: int, threads: int) -> dict:
     """Samples/s of a training step. With 1 thread the clock is this thread's CPU time, which
     background load on a shared machine barely disturbs; with more, wall time."""
     torch.set_num_threads(threads)
-    clock = time.thread_time if threads == 1 else time.perf_counter
     torch.manual_seed(0)
     models = {"official": official_model(official, 60), "ours": HDGCN(num_class=60)}
     gen = torch.Generator().manual_seed(0)
@@ -238,22 +235,7 @@ def time_steps(official, rounds: int, threads: int) -> dict:
         F.cross_entropy(models[k](x), y).backward()
         opts[k].step()
 
-    times = {k: [] for k in models}
-    for k in models:  # warm-up (oneDNN kernel selection)
-        step(k)
-    for _ in range(rounds):  # alternate so background load hits both alike
-        for k in models:
-            t0 = clock()
-            step(k)
-            times[k].append(clock() - t0)
-    res = {"threads": threads, "clock": clock.__name__, "batch": 16, "rounds": rounds}
-    for k, ts in times.items():
-        res[f"{k}_samples_per_s_median"] = round(16 / statistics.median(ts), 2)
-        res[f"{k}_samples_per_s_best"] = round(16 / min(ts), 2)
-    res["speedup_median"] = round(statistics.median(times["official"]) /
-                                  statistics.median(times["ours"]), 3)
-    res["speedup_best"] = round(min(times["official"]) / min(times["ours"]), 3)
-    return res
+    return time_alternating(step, models, rounds, threads)
 
 
 def ucla_support() -> str:

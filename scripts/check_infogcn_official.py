@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _official_check import calibrated, max_diff, perturb  # noqa: E402
+from _official_check import calibrated, max_diff, perturb, time_alternating  # noqa: E402
 from benchmark.backbones.infogcn import InfoGCN, load_official_state_dict  # noqa: E402
 
 OFFICIAL_ARGS = dict(in_channels=3, drop_out=0, num_head=3, k=1, noise_ratio=0.5, gain=3)
@@ -275,7 +273,6 @@ def time_steps(cls, get_mmd_loss, rounds: int, threads: int) -> dict:
     this thread's CPU time, which background load on a shared machine barely disturbs; with
     more, wall time."""
     torch.set_num_threads(threads)
-    clock = time.thread_time if threads == 1 else time.perf_counter
     kw, graph, _ = CONFIGS["ntu60"]
     torch.manual_seed(0)
     models = {"official": official_model(cls, kw, graph), "ours": our_model(kw)}
@@ -296,23 +293,7 @@ def time_steps(cls, get_mmd_loss, rounds: int, threads: int) -> dict:
         loss.backward()
         opts[k].step()
 
-    times = {k: [] for k in models}
-    for k in models:  # warm-up (oneDNN kernel selection)
-        step(k), step(k)
-    for _ in range(rounds):  # alternate so background load hits both alike
-        for k in models:
-            t0 = clock()
-            step(k)
-            times[k].append(clock() - t0)
-    res = {"threads": threads, "clock": clock.__name__, "input": [16, 3, 64, 25, 2],
-           "rounds": rounds}
-    for k, ts in times.items():
-        res[f"{k}_samples_per_s_median"] = round(16 / statistics.median(ts), 2)
-        res[f"{k}_samples_per_s_best"] = round(16 / min(ts), 2)
-    res["speedup_median"] = round(statistics.median(times["official"]) /
-                                  statistics.median(times["ours"]), 3)
-    res["speedup_best"] = round(min(times["official"]) / min(times["ours"]), 3)
-    return res
+    return time_alternating(step, models, rounds, threads)
 
 
 def official_commit(path: Path) -> str | None:

@@ -36,9 +36,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -49,7 +47,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _official_check import perturb  # noqa: E402
+from _official_check import perturb, time_alternating  # noqa: E402
 from benchmark.backbones.stgcnpp import (STGCNPP, from_official_key,  # noqa: E402
                                          load_official_state_dict, to_official_state_dict)
 from benchmark.data.skeleton import get_layout  # noqa: E402
@@ -355,7 +353,6 @@ def time_steps(py, rounds: int, threads: int) -> dict:
     """Samples/s of a training step. With 1 thread the clock is this thread's CPU time, which
     background load on a shared machine barely disturbs; with more, wall time."""
     torch.set_num_threads(threads)
-    clock = time.thread_time if threads == 1 else time.perf_counter
     kw, layout, _ = CONFIGS["ntu60"]
     torch.manual_seed(0)
     models = {"official": OfficialRecognizer(py, kw, layout), "ours": STGCNPP(**kw)}
@@ -370,24 +367,7 @@ def time_steps(py, rounds: int, threads: int) -> dict:
         F.cross_entropy(models[k](inputs[k]), y).backward()
         opts[k].step()
 
-    times = {k: [] for k in models}
-    for k in models:  # warm-up (oneDNN kernel selection)
-        step(k), step(k)
-    for _ in range(rounds):  # alternate so background load hits both alike
-        for k in models:
-            t0 = clock()
-            step(k)
-            times[k].append(clock() - t0)
-    res = {"threads": threads, "clock": clock.__name__, "batch": 16, "rounds": rounds}
-    for k, ts in times.items():
-        res[f"{k}_ms_median"] = round(1000 * statistics.median(ts), 1)
-        res[f"{k}_ms_best"] = round(1000 * min(ts), 1)
-    # official / ours step time (> 1: ours is faster); ``speedup_median*`` is what
-    # scripts/bench_all.py --official-backbone reads
-    res["speedup_median"] = round(statistics.median(times["official"]) /
-                                  statistics.median(times["ours"]), 3)
-    res["speedup_best"] = round(min(times["official"]) / min(times["ours"]), 3)
-    return res
+    return time_alternating(step, models, rounds, threads)
 
 
 def main() -> None:
