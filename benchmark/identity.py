@@ -31,6 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .errors import BenchmarkError
+
 IDENTITY_VERSION = 2
 
 # manifest keys that record how/when a store was written, not what it holds
@@ -42,7 +44,8 @@ HARNESS_FILES = (
     "benchmark/train.py", "benchmark/method.py", "benchmark/losses.py", "benchmark/metrics.py",
     "benchmark/seed.py", "benchmark/config.py", "benchmark/hparams.py", "benchmark/shapley.py",
     "benchmark/saliency.py", "benchmark/dist.py",
-    "benchmark/backbones/*.py",
+    "benchmark/backbones/__init__.py", "benchmark/backbones/base.py",
+    "benchmark/backbones/graph.py",  # + the run's own backbone module (code_digest)
     "benchmark/data/loader.py", "benchmark/data/samplers.py", "benchmark/data/transforms.py",
     "benchmark/data/ucla_transforms.py", "benchmark/data/pyskl_transforms.py",
     "benchmark/data/lt.py", "benchmark/data/splits.py",
@@ -197,9 +200,23 @@ def _file_sha(path: Path, mtime_ns: int, size: int) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def code_digest(method_name: str) -> dict[str, Any]:
-    """``{"digest": sha256, "files": {relative path: sha256}}`` of the code behind a run."""
-    paths = set(_module_files(method_name))
+def _backbone_files(name: str) -> list[Path]:
+    """The module defining backbone ``name`` and the package modules it imports from."""
+    from .backbones import BACKBONES
+
+    try:
+        cls = BACKBONES.get(name)
+    except BenchmarkError:  # an unknown name: no file to add (building the run fails elsewhere)
+        return []
+    mod = sys.modules.get(getattr(cls, "__module__", ""), None)
+    f = getattr(mod, "__file__", None)
+    return [Path(f).resolve()] if f else []
+
+
+def code_digest(method_name: str, backbone: str = "ctrgcn") -> dict[str, Any]:
+    """``{"digest": sha256, "files": {relative path: sha256}}`` of the code behind a run: its
+    method's modules, the harness files and its backbone's module (not the other backbones')."""
+    paths = set(_module_files(method_name)) | set(_backbone_files(backbone))
     for pattern in HARNESS_FILES:
         paths.update(p.resolve() for p in ROOT.glob(pattern))
     files = {}

@@ -345,7 +345,7 @@ def _run_ranks(spec: RunSpec, resolved: Any, cfg: TrainConfig, data: RunData, tr
             except (OSError, ValueError, AttributeError):
                 started_code = None
         else:
-            started_code = code_digest(spec.method)
+            started_code = code_digest(spec.method, spec.backbone)
             _io.write_json(run_dir / "spec.json", {**spec_json, "code": started_code})
             _io.write_json(run_dir / "env.json", {**env_info(dist.device, determinism, dist),
                                                   "config": config_dict(cfg), "data": data.describe(),
@@ -369,7 +369,7 @@ def _run_ranks(spec: RunSpec, resolved: Any, cfg: TrainConfig, data: RunData, tr
     if dist.enabled:  # fit checked this after every epoch; the line records that it held
         log.info("DDP: the %d model replicas are identical (state sha256 %s)", dist.world_size,
                  dist.check_replicas(trainer.model, "at the end"))
-    code = code_digest(spec.method)
+    code = code_digest(spec.method, spec.backbone)
     if started_code is not None and started_code.get("digest") != code["digest"]:
         code = {**code, "changed_during_run": changed_files(started_code, code)}
         log.warning("run %s: the code changed while it trained (%s); final.json records it",

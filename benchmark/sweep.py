@@ -133,7 +133,7 @@ def state_of(run: ResolvedRun, out: Path) -> RunState:
             final = json.loads((run_dir / "final.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return RunState(run, "broken", "final.json is unreadable")
-        code = code_digest(run.spec.method)
+        code = code_digest(run.spec.method, run.spec.backbone)
         old = final.get("code")
         if not isinstance(old, dict) or old.get("digest") != code["digest"]:
             return RunState(run, "stale", "made by other code: " + ", ".join(changed_files(old, code)))

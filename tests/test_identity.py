@@ -297,3 +297,12 @@ def test_code_digest_ignores_comments_and_docstrings_only(tmp_path):
     assert sha(same, "b.py") == ref
     assert len({ref, *(sha(t, f"c{i}.py") for i, t in enumerate(changed))}) == 1 + len(changed)
     assert sha("not python (", "d.py") != sha("not python  (", "e.py")  # kept whole
+
+
+def test_code_digest_holds_the_runs_own_backbone_only():
+    from benchmark.identity import code_digest
+
+    ctr, info = code_digest("ce", "ctrgcn")["files"], code_digest("ce", "infogcn")["files"]
+    assert "benchmark/backbones/ctrgcn.py" in ctr and "benchmark/backbones/infogcn.py" not in ctr
+    assert "benchmark/backbones/infogcn.py" in info and "benchmark/backbones/base.py" in info
+    assert "methods/ce.py" in ctr and "benchmark/train.py" in ctr
