@@ -25,6 +25,9 @@ Decisions:
 - No router (EA stage) and no distillation: "RIDE (3 experts)" in Table 1; all experts at test.
 - As official, when lambda_div == 0 the LDAM term uses the mean logits instead of each expert's.
 - The model's pooled ``feat`` is the mean of the experts' pooled features.
+- A backbone with its own head and training objective (``make_head`` / ``aux_losses``,
+  InfoGCN's latent z against the class prior): each expert gets its own head (cosine ``fc``)
+  and the harness adds the sum over experts of their aux terms (``RIDEModel.aux_losses``).
 """
 from __future__ import annotations
 
@@ -42,20 +45,29 @@ from ._losses import switch_epoch
 from .ldam import NormedLinear
 
 class Expert(nn.Module):
-    """The backbone's blocks after the shared trunk (fresh copies), pooled, cosine x s."""
+    """The backbone's blocks after the shared trunk (fresh copies), pooled, cosine x s.
 
-    def __init__(self, blocks: list[nn.Module], feat_dim: int, pool, num_classes: int, s: float):
+    ``head``: the expert's own copy of the backbone's head (``make_head``, e.g. InfoGCN's latent
+    z) with its ``fc`` made cosine; without one, the cosine ``fc`` takes the pooled features.
+    """
+
+    def __init__(self, blocks: list[nn.Module], feat_dim: int, pool, num_classes: int, s: float,
+                 head: nn.Module | None = None):
         super().__init__()
         self.layers = nn.Sequential(*blocks)
         self.feat_dim = feat_dim
-        self.fc = NormedLinear(feat_dim, num_classes)
+        if head is None:
+            self.fc = NormedLinear(feat_dim, num_classes)
+        else:
+            head.fc = NormedLinear(head.fc.in_features, num_classes)
+        self.head = head
         self.s = s
         self._pool = pool  # the backbone's pool (a bound method: not a submodule)
 
     def forward(self, h: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.layers(h)
         feat = self._pool(y.view(n, m, *y.shape[1:]))
-        return self.s * self.fc(feat), feat
+        return self.s * (self.fc(feat) if self.head is None else self.head(feat)), feat
 
 
 class RIDEModel(nn.Module):
@@ -65,6 +77,8 @@ class RIDEModel(nn.Module):
     owns fresh copies of them. Where the backbone can build narrower copies (``make_blocks``,
     CTR-GCN) ``reduce_dimension`` uses 3/4 width as RIDE's CIFAR config; elsewhere the experts
     are full width (``make_backbone()`` gives each its own independent initialisation).
+    Where the backbone can build fresh heads (``make_head``, InfoGCN's latent head) each expert
+    has its own, and ``aux_losses`` sums the experts' training objectives (see there).
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, experts: int, shared: int,
@@ -88,7 +102,8 @@ class RIDEModel(nn.Module):
                     raise BenchmarkError("ride: this backbone needs make_backbone for its experts")
                 fresh = make_backbone()
                 blocks, dim = fresh.blocks()[shared:], fresh.feat_dim
-            made.append(Expert(blocks, dim, backbone.pool, num_classes, s))
+            head = backbone.make_head(dim) if hasattr(backbone, "make_head") else None
+            made.append(Expert(blocks, dim, backbone.pool, num_classes, s, head))
         self.experts = nn.ModuleList(made)
         self.feat_dim = self.experts[0].feat_dim
 
@@ -103,6 +118,23 @@ class RIDEModel(nn.Module):
     def forward(self, x: torch.Tensor, return_feat: bool = False):
         logits, feat = self.expert_outputs(x)
         return (logits.mean(0), feat) if return_feat else logits.mean(0)
+
+    def aux_losses(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The backbone contract's ``aux_losses`` of the trunk and of every expert's head, summed
+        per name ({} when none defines it, e.g. CTR-GCN): the harness adds them to the loss.
+
+        Summed, not averaged: each expert is a full model of the backbone (trunk + its blocks +
+        its head), and RIDE's loss is the sum over experts of each expert's loss; a backbone's
+        objective (InfoGCN: CE + lambda_2 MMD + lambda_1 |mean z|) then applies to each expert
+        with its own weights relative to that expert's CE term, as in a single model. With one
+        expert this is exactly the single model's terms.
+        """
+        total: dict[str, torch.Tensor] = {}
+        for owner in (self.trunk, *(e.head for e in self.experts)):
+            fn = getattr(owner, "aux_losses", None)
+            for name, term in (fn(y) if callable(fn) else {}).items():
+                total[name] = total[name] + term if name in total else term
+        return total
 
 
 def diversity_temperature(class_counts: torch.Tensor, factor: float) -> torch.Tensor:

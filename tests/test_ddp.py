@@ -19,7 +19,7 @@ from benchmark.config import make_config
 from benchmark.data.synth import load_synth
 from benchmark.dist import DistInfo, batch_shards, process_group, state_digest
 from benchmark.errors import BenchmarkError
-from benchmark.method import Method, Out
+from benchmark.method import Batch, Method, Out
 from benchmark.runner import resolve_config
 from benchmark.spec import RunSpec, load_run_data, normalise
 from benchmark.train import Trainer, local_batch, make_train_loader
@@ -280,3 +280,82 @@ def test_ddp_run_killed_and_rerun_equals_uninterrupted(store, ddp_run, tmp_path)
     fa, fb = (json.loads((d / "final.json").read_text()) for d in (run_dir, b))
     assert without_timing(fa) == without_timing(fb)
     assert np.array_equal(np.load(run_dir / "logits.npy"), np.load(b / "logits.npy"))
+
+
+# ------------------------------------------------------------------ FR-Head and InfoGCN under DDP
+def backbone_trainer(store: str, method: str, backbone: str, dist: DistInfo | None = None) -> Trainer:
+    """A 2-step smoke run of ``method`` on ``backbone`` (base width 8, 16 frames)."""
+    spec = normalise(RunSpec(dataset=store, method=method, imbalance=10, n_max=40, profile="smoke",
+                             seed=3, backbone=backbone,
+                             train={"epochs": 1, "max_steps_per_epoch": 2, "max_test_clips": 12,
+                                    "window": 16, "base_channel": 8}))
+    cfg = resolve_config(spec)
+    return Trainer(spec, cfg, load_run_data(spec, cfg), torch.device("cpu"), dist=dist)
+
+
+def fr_head_memory_update(t: Trainer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """FR-Head's next class memory from a loss on (x, y), the model in eval mode (BatchNorm on
+    its running statistics: each clip's features do not depend on the other clips)."""
+    t.model.eval()
+    with torch.no_grad():
+        batch = Batch(x=x, y=y, index=torch.arange(len(y)))
+        t.method.loss(t.method.forward(t.model, batch, t.ctx), batch, t.ctx)
+    t.model.train()
+    return t.method._next_memory.clone()
+
+
+def global_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(8, 3, 16, 25, 2, generator=g), torch.tensor([0, 1, 2, 3, 0, 1, 4, 5])
+
+
+def _ddp_backbone_worker(rank: int, port: int, store: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    with process_group(torch.device("cpu")) as dist:
+        res = {}
+        for method, backbone in (("fr_head", "ctrgcn"), ("ce", "infogcn")):
+            t = backbone_trainer(store, method, backbone, dist)
+            if method == "fr_head":  # this rank's half of one global batch
+                x, y = global_batch()
+                half = slice(4 * rank, 4 * rank + 4)
+                res["memory_update"] = fr_head_memory_update(t, x[half], y[half])
+            logits = t.fit()  # checks the replicas after each epoch (raises if they differ)
+            res[method] = {"model": t.model.state_dict(), "logits": torch.from_numpy(logits),
+                           "terms": t.history[-1]["loss_terms"]}
+            if method == "fr_head":
+                res[method]["memory"] = t.method.memory.clone()
+            t.close()
+        torch.save(res, f"{out}/rank{rank}.pt")
+
+
+def test_ddp_fr_head_on_ctrgcn_and_infogcn_aux_losses(store, tmp_path):
+    """2-rank gloo DDP: FR-Head (its class memory all-reduced through ``ctx.all_reduce_mean``)
+    on CTR-GCN and CE on InfoGCN (the harness's aux losses, the latent's buffers) finish with
+    bitwise-equal replicas, memories and gathered logits. FR-Head's memory update from two half
+    batches equals one process's update from the global batch. (Whole runs are not compared with
+    one process: on CPU BatchNorm uses per-rank batch statistics.)"""
+    mp.spawn(_ddp_backbone_worker, args=(free_port(), str(store), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for method in ("fr_head", "ce"):
+        a, b = r0[method], r1[method]
+        assert a["model"].keys() == b["model"].keys()
+        for k in a["model"]:
+            assert torch.equal(a["model"][k], b["model"][k]), (method, k)
+        assert torch.equal(a["logits"], b["logits"]) and torch.isfinite(a["logits"]).all()
+        assert a["terms"] == b["terms"]  # the logged terms are the global batch's
+    assert torch.equal(r0["fr_head"]["memory"], r1["fr_head"]["memory"])
+    assert r0["ce"]["terms"]["infogcn_mmd"] > 0 and r0["ce"]["terms"]["infogcn_z_mean"] > 0
+    # the memory update: both ranks agree, and equal one process on the whole batch
+    ref = backbone_trainer(str(store), "fr_head", "ctrgcn")
+    whole = fr_head_memory_update(ref, *global_batch())
+    ref.close()
+    assert torch.equal(r0["memory_update"], r1["memory_update"])
+    assert torch.allclose(r0["memory_update"], whole, atol=1e-6, rtol=1e-5)
+    # and the update is not the rank's own half alone
+    ref = backbone_trainer(str(store), "fr_head", "ctrgcn")
+    x, y = global_batch()
+    own = fr_head_memory_update(ref, x[:4], y[:4])
+    ref.close()
+    assert not torch.allclose(own, whole, atol=1e-4)

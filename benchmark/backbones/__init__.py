@@ -18,6 +18,10 @@ else of a backbone's internals):
                  latent-vs-class-prior terms, already weighted); the harness adds them to every
                  method's loss. ``y`` is the batch's labels: (N,) int, or (N, C) soft labels of
                  mixing methods.
+    make_blocks(start, width) optional: fresh copies of blocks ``start..`` (RIDE's experts)
+    make_head(feat_dim) optional: a fresh head for ``feat_dim``-wide pooled features (its own
+                 ``fc``, ``forward(feat)`` -> logits, and ``aux_losses`` where the model has
+                 them), for methods that give several branches the backbone's head (RIDE)
 """
 from __future__ import annotations
 

@@ -61,7 +61,8 @@ from .ctrgcn import (MultiScaleTemporalConv, UnitTCN, bn_init, conv_init,  # noq
                      load_checkpoint_file, load_official_state_dict)  # (re-exported loaders)
 from .graph import infogcn_outward, layout_name
 
-__all__ = ["InfoGCN", "EncodingBlock", "SAGC", "load_checkpoint_file", "load_official_state_dict"]
+__all__ = ["InfoGCN", "LatentHead", "EncodingBlock", "SAGC", "load_checkpoint_file",
+           "load_official_state_dict"]
 
 # (width multiple of base_channel, temporal stride) of l1..l9 (official 64 x ...)
 LAYERS = ((1, 1), (1, 1), (1, 1), (2, 2), (2, 1), (2, 1), (4, 2), (4, 1), (4, 1))
@@ -296,6 +297,13 @@ class InfoGCN(nn.Module):
             c_in = c_out
         return blocks, c_in
 
+    def make_head(self, feat_dim: int) -> "LatentHead":
+        """A fresh head for ``feat_dim``-wide pooled features (the optional contract extension
+        for methods that build several heads, RIDE's experts): this model's latent head and
+        objective (``aux_losses``) at that width, with its own z_prior."""
+        return LatentHead(feat_dim, self.num_class, self.noise_ratio, self.gain,
+                          self.lambda_1, self.lambda_2, self.drop_out)
+
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V, M) -> (N*M, base, T, V): joint mode, embedding + positions, data_bn."""
         n, c, t, v, m = x.shape
@@ -367,6 +375,35 @@ class InfoGCN(nn.Module):
         y = y.repeat(len(z) // len(y), *([1] * (y.dim() - 1)))
         mmd, z_norm = latent_prior_terms(z, y, self.z_prior)
         return {"infogcn_mmd": self.lambda_2 * mmd, "infogcn_z_mean": self.lambda_1 * z_norm}
+
+
+class LatentHead(nn.Module):
+    """InfoGCN's head on its own (``InfoGCN.make_head``): hidden layer, latent z, ``fc``, and
+    the latent-vs-prior objective ``aux_losses``; the same code, initialisation order and
+    z_prior rule (gain x a random orthogonal (C, feat_dim)) as the model's own head."""
+
+    def __init__(self, feat_dim: int, num_class: int, noise_ratio: float, gain: float,
+                 lambda_1: float, lambda_2: float, drop_out: nn.Module):
+        super().__init__()
+        d = feat_dim
+        self.noise_ratio, self.lambda_1, self.lambda_2 = noise_ratio, lambda_1, lambda_2
+        self._pending: list[torch.Tensor] = []
+        self.register_buffer("z_prior", torch.empty(num_class, d), persistent=False)
+        self.fc_hidden, self.fc_mu, self.fc_logvar = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.fc = nn.Linear(d, num_class)
+        nn.init.orthogonal_(self.z_prior, gain=gain)
+        for m in (self.fc_hidden, self.fc_mu, self.fc_logvar):
+            nn.init.xavier_uniform_(m.weight, gain=nn.init.calculate_gain("relu"))
+        nn.init.normal_(self.fc.weight, 0, math.sqrt(2.0 / num_class))
+        self.drop_out = drop_out if isinstance(drop_out, nn.Identity) else nn.Dropout(drop_out.p)
+
+    __getstate__ = InfoGCN.__getstate__
+    latent = InfoGCN.latent
+    head = InfoGCN.head
+    aux_losses = InfoGCN.aux_losses
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.head(feat)
 
 
 def latent_prior_terms(z: torch.Tensor, y: torch.Tensor, z_prior: torch.Tensor
