@@ -172,11 +172,22 @@ def test_malicious_pickles_are_refused_without_running(tmp_path, kind):
         assert SP.ALLOWED[("numpy", "dtype")]("f4") == np.dtype("f4")
 
 
-@pytest.mark.parametrize("kind", ["reduce_os_system", "os_system", "builtins_eval", "numpy_save"])
-def test_the_payloads_are_live_under_pickle_load(tmp_path, kind):
-    """Plain pickle.load runs them (so the missing marker above means they never ran)."""
-    pickle.loads(_malicious(tmp_path / "pwned")[kind])
-    assert [p.name for p in tmp_path.iterdir()] in (["pwned"], ["pwned.npy"])
+@pytest.mark.parametrize("kind, target", [("reduce_os_system", ("posix", "os")),
+                                          ("os_system", ("os",)), ("builtins_eval", ("builtins",)),
+                                          ("numpy_save", ("numpy",))])
+def test_the_payloads_call_a_real_callable(tmp_path, kind, target):
+    """Each payload names a real callable and applies it on load (read with pickletools, never
+    unpickled), so the missing marker above means the loader refused it, not that it was inert."""
+    import importlib
+    import pickletools
+
+    ops = list(pickletools.genops(_malicious(tmp_path / "pwned")[kind]))
+    named = [arg.split(" ") for op, arg, _ in ops if op.name == "GLOBAL"]
+    assert len(named) == 1 and named[0][0] in target, named
+    module, name = named[0]
+    assert callable(getattr(importlib.import_module(module), name))
+    assert any(op.name == "REDUCE" for op, _, _ in ops)
+    assert not list(tmp_path.iterdir())
 
 
 class SharedState:
