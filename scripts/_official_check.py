@@ -23,9 +23,10 @@ def perturb(sd: dict, gen: torch.Generator) -> dict:
     return out
 
 
-def calibrated(model, sd: dict, shape: tuple, gen: torch.Generator) -> dict:
-    """``sd`` with BN running statistics replaced by exact averages over a few random batches
-    (as after training), so that eval-mode activations have a realistic scale."""
+def calibrated(model, sd: dict, shape: tuple, gen: torch.Generator, batches: int = 4,
+               batch: int = 8) -> dict:
+    """``sd`` with BN running statistics replaced by exact averages over ``batches`` random
+    batches (as after training), so that eval-mode activations have a realistic scale."""
     model.load_state_dict(sd, strict=True)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for bn in bns:
@@ -33,8 +34,8 @@ def calibrated(model, sd: dict, shape: tuple, gen: torch.Generator) -> dict:
         bn.momentum = None  # cumulative average
     model.train()
     with torch.no_grad():
-        for _ in range(4):
-            model(torch.randn((8, *shape), generator=gen))
+        for _ in range(batches):
+            model(torch.randn((batch, *shape), generator=gen))
     for bn in bns:
         bn.momentum = 0.1
     return {k: v.clone() for k, v in model.state_dict().items()}

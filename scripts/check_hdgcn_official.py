@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _official_check import max_diff, run_mode, time_alternating  # noqa: E402
+from _official_check import calibrated, max_diff, run_mode, time_alternating  # noqa: E402
 from benchmark.backbones import build_backbone  # noqa: E402
 from benchmark.backbones.graph_hierarchy import hierarchical_graph, level_joints  # noqa: E402
 from benchmark.backbones.hdgcn import HDGCN, load_official_state_dict  # noqa: E402
@@ -114,23 +114,6 @@ def perturb(sd: dict, gen: torch.Generator) -> dict:
     return out
 
 
-def calibrated(model, sd: dict, gen: torch.Generator) -> dict:
-    """``sd`` with BN running statistics averaged over a few random batches (as after training),
-    so that eval-mode activations have a realistic scale."""
-    model.load_state_dict(sd, strict=True)
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.randn((4, *SHAPE), generator=gen))
-    for bn in bns:
-        bn.momentum = 0.1
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
 # ----------------------------------------------------------------------------- comparisons
 def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
     """Ours vs official in float32 and float64; in float32 the noise floor is the official
@@ -193,7 +176,8 @@ def check_config(official, name: str, seed: int = 0) -> dict:
     y = torch.randint(0, num_class, (4,), generator=gen)
     variants = {"official_init": {k: v.clone() for k, v in so.items()},
                 "perturbed": perturb(so, gen)}
-    variants["perturbed_calibrated_bn"] = calibrated(off, variants["perturbed"], gen)
+    variants["perturbed_calibrated_bn"] = calibrated(off, variants["perturbed"], SHAPE, gen,
+                                                     batches=3, batch=4)
     for variant, sd in variants.items():
         out[variant] = compare(off, ours, sd, x, y)
     return out
