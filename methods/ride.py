@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.backbones import head_names
 from benchmark.errors import BenchmarkError
 from benchmark.losses import cb_weights, ldam_margins
 from benchmark.method import Batch, Context, Method, Out, register_method
@@ -90,7 +91,8 @@ class RIDEModel(nn.Module):
         self.trunk = backbone
         for name in names[shared:]:  # the experts own these blocks
             setattr(backbone, name, nn.Identity())
-        backbone.fc = nn.Identity()
+        for name in head_names(backbone):  # the experts' heads replace the trunk's
+            setattr(backbone, name, nn.Identity())
         self.shared = shared
         width = 0.75 if reduce_dimension else 1.0
         made = []

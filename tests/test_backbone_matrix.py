@@ -79,3 +79,7 @@ def test_every_method_trains_a_step_on_every_backbone(method, backbone, store):
     assert sum(s["steps"] for s in trainer.history) >= 1
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters())), \
         f"{method} on {backbone}: no parameter changed"
+    # every trainable parameter took part in the last step (DDP refuses unused ones; a module
+    # the method replaced but left in the model would only decay)
+    idle = [n for n, p in trainer.model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not idle, f"{method} on {backbone}: trainable parameters without a gradient: {idle[:6]}"

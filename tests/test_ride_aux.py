@@ -94,3 +94,25 @@ def test_ride_on_infogcn_trains_with_the_aux_terms_in_the_loss(tmp_path):
     assert np.isfinite(logits).all()
     terms = trainer.history[0]["loss_terms"]
     assert terms["infogcn_mmd"] > 0 and terms["infogcn_z_mean"] > 0
+    # every trainable parameter took part in the step: the trunk's own latent head (unused once
+    # the experts have theirs) is gone, not left to weight decay (and to DDP's unused-parameter
+    # error)
+    idle = [n for n, p in trainer.model.named_parameters() if p.requires_grad and p.grad is None]
+    assert idle == []
+    assert not any(n.startswith(("trunk.fc_hidden", "trunk.fc_mu", "trunk.fc_logvar"))
+                   for n, _ in trainer.model.named_parameters())
+
+
+@pytest.mark.parametrize("backbone", ["ctrgcn", "infogcn"])
+def test_ride_replaces_every_head_module_of_the_trunk(backbone):
+    """The contract's ``head_names`` (InfoGCN: hidden, mu, logvar, fc) all become identities in
+    RIDE's trunk; the trunk's feature path is untouched."""
+    from benchmark.backbones import head_names
+    torch.manual_seed(0)
+    kw = dict(KW, base_channel=8 if backbone == "infogcn" else 16)
+    plain = build_backbone(backbone, **kw)
+    names = head_names(plain)
+    assert names == (("fc_hidden", "fc_mu", "fc_logvar", "fc") if backbone == "infogcn" else ("fc",))
+    model = RIDEModel(build_backbone(backbone, **kw), 6, 2, 4, False, 30.0,
+                      lambda: build_backbone(backbone, **kw))
+    assert all(isinstance(getattr(model.trunk, n), torch.nn.Identity) for n in names)

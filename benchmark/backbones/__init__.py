@@ -22,6 +22,10 @@ else of a backbone's internals):
     make_head(feat_dim) optional: a fresh head for ``feat_dim``-wide pooled features (its own
                  ``fc``, ``forward(feat)`` -> logits, and ``aux_losses`` where the model has
                  them), for methods that give several branches the backbone's head (RIDE)
+    head_names   optional: the attribute names of the modules only ``head`` uses (default
+                 ("fc",); InfoGCN adds its latent layers); a method that gives the features
+                 to heads of its own (RIDE's experts) replaces them with identities, so that
+                 no parameter is left without a gradient (DDP needs every one used)
 """
 from __future__ import annotations
 
@@ -38,6 +42,11 @@ BACKBONES: Registry = Registry("backbone", entry_points="ltskeleton.backbones")
 def is_classifier(name: str) -> bool:
     """Whether a parameter name (of the backbone, or under a ``backbone.`` wrapper) is ``fc``'s."""
     return name.startswith(("fc.", "backbone.fc."))
+
+
+def head_names(model: nn.Module) -> tuple[str, ...]:
+    """The contract's ``head_names`` of ``model`` (("fc",) where it does not define them)."""
+    return tuple(getattr(model, "head_names", ("fc",)))
 
 
 def build_backbone(name: str, **kwargs: Any) -> nn.Module:

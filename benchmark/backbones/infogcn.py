@@ -223,6 +223,8 @@ class InfoGCN(nn.Module):
         lambda_1, lambda_2: weights of |mean z| and of the MMD term (main.py 1e-4, 1e-1).
     """
 
+    head_names = ("fc_hidden", "fc_mu", "fc_logvar", "fc")   # the contract: what only head uses
+
     def __init__(self, num_class: int = 60, num_point: int = 25, num_person: int = 2,
                  graph: str = "ntu", in_channels: int = 3, base_channel: int = 64,
                  drop_out: float = 0, num_head: int = NUM_HEAD, noise_ratio: float = NOISE_RATIO,
