@@ -33,7 +33,8 @@ test-gpu:
 	$(PYTHON) -m pytest -q -m gpu
 
 OFFICIAL ?=
-# other backbones' official checkouts: OFFICIAL_BACKBONES="aagcn=/tmp/2s-AGCN infogcn=/tmp/infogcn"
+# other backbones' official checkouts: OFFICIAL_BACKBONES="aagcn=/tmp/2s-AGCN infogcn=/tmp/infogcn
+#   stgcnpp=/tmp/pyskl hdgcn=/tmp/HD-GCN"
 OFFICIAL_BACKBONES ?=
 bench:
 	$(PYTHON) scripts/bench_all.py $(if $(OFFICIAL),--official $(OFFICIAL)) \

@@ -383,7 +383,8 @@ def _speedups(obj: Any, path: str = "") -> dict[str, float]:
 def bench_backbones(args: argparse.Namespace, skips: dict) -> dict:
     """Each ``--official-backbone NAME=DIR``: ``scripts/check_NAME_official.py --official DIR``
     (weights, logits and a CPU training step of ours vs the official model, alternating rounds
-    in one process); the target is the smallest official/ours step-time ratio >= 1.0."""
+    in one process); the target is the smallest official/ours step-time ratio >= 1.0. ``check``
+    keeps the script's summary: worst relative logit / gradient errors, parameter counts."""
     res = {}
     for item in args.official_backbone:
         name, _, folder = item.partition("=")
@@ -396,8 +397,10 @@ def bench_backbones(args: argparse.Namespace, skips: dict) -> dict:
         except Exception as e:  # noqa: BLE001 - one backbone must not cost the others
             skips[f"backbone {name}"] = f"failed: {type(e).__name__}: {e}"
             continue
-        ratios = _speedups(out)
-        res[name] = {"speedups": ratios, "min_speedup": min(ratios.values()) if ratios else None}
+        ratios = _speedups({k: v for k, v in out.items() if k != "summary"})
+        res[name] = {"speedups": ratios, "min_speedup": min(ratios.values()) if ratios else None,
+                     "check": {k: v for k, v in out.get("summary", {}).items()
+                               if not k.startswith("speedup_median")}}
     return res
 
 

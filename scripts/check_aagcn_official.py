@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _official_check import calibrated, max_diff, perturb, run_mode, time_alternating  # noqa: E402
+from _official_check import (compare_precisions, state_summary, summarise,  # noqa: E402
+                             time_training_steps, weight_variants)
 from benchmark.backbones.aagcn import AAGCN, load_official_state_dict  # noqa: E402
 from benchmark.backbones.graph import spatial_graph  # noqa: E402
 
@@ -167,71 +168,21 @@ def official_commit(root: Path) -> str | None:
 
 
 # ----------------------------------------------------------------------------- comparisons
-def scale_of(a: dict) -> float:
-    return max(v.abs().max().item() for v in a.values() if v.numel())
-
-
-def cosine(a: dict, b: dict) -> float:
-    va = torch.cat([a[k].flatten() for k in sorted(a)])
-    vb = torch.cat([b[k].flatten() for k in sorted(a)])
-    return F.cosine_similarity(va, vb, dim=0).item()
-
-
-def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Ours vs official in float32 and float64, with the official model's own float32
-    rounding error (official fp32 vs official fp64) as the noise floor: gradients of a deep
-    net through train-mode BN, and of conv biases right before a BN (true gradient 0), carry
-    rounding noise whatever the implementation. Eval runs first (on the loaded running
-    statistics), then train (which updates them)."""
-    res = {}
-    for mode in ("eval", "train"):
-        runs = {}
-        for dt in (torch.float32, torch.float64):
-            for name, m in (("off", off), ("ours", ours)):
-                m.to(dt).load_state_dict(sd, strict=True)
-                runs[name, dt] = run_mode(m, x.to(dt), y, mode == "train")
-        for what in ("logits", "grads", "state"):
-            o32, u32 = runs["off", torch.float32][what], runs["ours", torch.float32][what]
-            o64, u64 = runs["off", torch.float64][what], runs["ours", torch.float64][what]
-            scale = scale_of(o64)
-            r = {"ours_vs_official_fp32": max_diff(o32, u32),
-                 "official_fp32_vs_fp64": max_diff(o32, o64),
-                 "ours_vs_official_fp64": max_diff(o64, u64),
-                 "scale": scale}
-            r["rel_fp32"] = r["ours_vs_official_fp32"] / scale
-            r["rel_fp64"] = r["ours_vs_official_fp64"] / scale
-            if what == "grads":
-                r["cosine_fp32"] = cosine(o32, u32)
-            res[f"{mode}_{what}"] = r
-    off.float(), ours.float()
-    return res
-
-
 def check_config(cls, name: str, seed: int = 0) -> dict:
     kw, graph, shape = CONFIGS[name]
     torch.manual_seed(seed)
     off = official_model(cls, kw, graph)
     torch.manual_seed(seed)
     ours = AAGCN(**kw)
-    so, su = off.state_dict(), ours.state_dict()
-    out = {
-        "params_official": sum(p.numel() for p in off.parameters()),
-        "params_ours": sum(p.numel() for p in ours.parameters()),
-        "tensors": len(su),
-        "keys_and_shapes_identical": [(k, tuple(v.shape)) for k, v in so.items()]
-                                     == [(k, tuple(v.shape)) for k, v in su.items()],
-        "same_seed_same_init": all(torch.equal(so[k], su[k]) for k in so),
-    }
+    so = off.state_dict()
+    out = state_summary(off, ours)
     # the official weights through our checkpoint loader (strict, 'module.' prefix dropped)
     load_official_state_dict(ours, {"module." + k: v for k, v in so.items()})
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn((4, *shape), generator=gen)
     y = torch.randint(0, kw["num_class"], (4,), generator=gen)
-    variants = {"official_init": {k: v.clone() for k, v in so.items()},
-                "perturbed": perturb(so, gen)}
-    variants["perturbed_calibrated_bn"] = calibrated(off, variants["perturbed"], shape, gen)
-    for variant, sd in variants.items():
-        out[variant] = compare(off, ours, sd, x, y)
+    for variant, sd in weight_variants(off, so, shape, gen).items():
+        out[variant] = compare_precisions(off, ours, sd, x, y)
     return out
 
 
@@ -271,42 +222,7 @@ def time_steps(cls, rounds: int, threads: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((16, 3, 64, 25, 2), generator=gen)
     y = torch.randint(0, 60, (16,), generator=gen)
-    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
-
-    def step(k):
-        opts[k].zero_grad(set_to_none=True)
-        F.cross_entropy(models[k](x), y).backward()
-        opts[k].step()
-
-    return time_alternating(step, models, rounds, threads)
-
-
-def summarise(report: dict) -> dict:
-    """Worst cases over configs and weight variants."""
-    s = {}
-    checked = [report[c] for c in CONFIGS if c in report]
-    for mode in ("eval", "train"):
-        for what in ("logits", "grads"):
-            rows = [c[v][f"{mode}_{what}"] for c in checked
-                    for v in ("official_init", "perturbed", "perturbed_calibrated_bn")]
-            if rows:
-                s[f"{mode}_{what}_max_rel_fp32"] = max(r["rel_fp32"] for r in rows)
-                s[f"{mode}_{what}_max_rel_fp64"] = max(r["rel_fp64"] for r in rows)
-                s[f"{mode}_{what}_official_own_fp32_rel"] = max(
-                    r["official_fp32_vs_fp64"] / r["scale"] for r in rows)
-            if what == "grads" and rows:
-                s[f"{mode}_grads_min_cosine_fp32"] = min(r["cosine_fp32"] for r in rows)
-    for c in ("ntu60", "ntu120", "ucla"):
-        if c in report:
-            s[f"params_{c}"] = {"ours": report[c]["params_ours"],
-                                "official": report[c]["params_official"]}
-    if checked:
-        s["all_keys_shapes_identical"] = all(c["keys_and_shapes_identical"] for c in checked)
-        s["all_same_seed_same_init"] = all(c["same_seed_same_init"] for c in checked)
-    for k, v in report.items():
-        if k.startswith("train_step_cpu"):
-            s[f"speedup_median_{v['threads']}thread"] = v["speedup_median"]
-    return s
+    return time_training_steps(models, x, y, rounds, threads)
 
 
 def main() -> None:
@@ -337,7 +253,7 @@ def main() -> None:
     for n_threads in args.threads if args.rounds else []:
         report[f"train_step_cpu_{n_threads}thread"] = time_steps(cls, args.rounds, n_threads)
     torch.set_num_threads(threads)
-    report["summary"] = summarise(report)
+    report["summary"] = summarise(report, CONFIGS)
     print(json.dumps(report, indent=1))
 
 

@@ -25,11 +25,11 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _official_check import calibrated, max_diff, perturb, run_mode, time_alternating  # noqa: E402
+from _official_check import (compare_precisions, state_summary, summarise,  # noqa: E402
+                             time_training_steps, weight_variants)
 from benchmark.backbones.ctrgcn import CTRGCN, load_official_state_dict  # noqa: E402
 
 CONFIGS = {  # name: (ours kwargs, official graph class, input (C, T, V, M))
@@ -48,57 +48,21 @@ def official_model(cls, kw: dict, graph: str):
                graph_args={"labeling_mode": "spatial"})
 
 
-def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Ours vs official in float32 and float64. In float32 the noise floor is the official
-    model's own rounding error (official fp32 vs official fp64), given alongside: gradients of
-    a deep net in train-mode BN, and conv biases right before a BN (true gradient 0), carry
-    rounding noise far above 1e-5 whatever the implementation. Eval runs first (on the
-    loaded running statistics), then train (which updates them)."""
-    res = {}
-    for mode in ("eval", "train"):
-        runs = {}
-        for dt in (torch.float32, torch.float64):
-            for name, m in (("off", off), ("ours", ours)):
-                m.to(dt).load_state_dict(sd, strict=True)
-                runs[name, dt] = run_mode(m, x.to(dt), y, mode == "train")
-        for what in ("logits", "grads", "state"):
-            o32, u32 = runs["off", torch.float32][what], runs["ours", torch.float32][what]
-            o64, u64 = runs["off", torch.float64][what], runs["ours", torch.float64][what]
-            res[f"{mode}_{what}"] = {
-                "ours_vs_official_fp32": max_diff(o32, u32),
-                "official_fp32_vs_fp64": max_diff(o32, o64),
-                "ours_vs_official_fp64": max_diff(o64, u64),
-                "scale": max(v.abs().max().item() for v in o64.values() if v.numel()),
-            }
-    off.float(), ours.float()
-    return res
-
-
 def check_config(cls, name: str, seed: int = 0) -> dict:
     kw, graph, shape = CONFIGS[name]
     torch.manual_seed(seed)
     off = official_model(cls, kw, graph)
     torch.manual_seed(seed)
     ours = CTRGCN(**kw)
-    so, su = off.state_dict(), ours.state_dict()
-    out = {
-        "params_official": sum(p.numel() for p in off.parameters()),
-        "params_ours": sum(p.numel() for p in ours.parameters()),
-        "tensors": len(su),
-        "keys_and_shapes_identical": [(k, tuple(v.shape)) for k, v in so.items()]
-                                     == [(k, tuple(v.shape)) for k, v in su.items()],
-        "same_seed_same_init": all(torch.equal(so[k], su[k]) for k in so),
-    }
+    so = off.state_dict()
+    out = state_summary(off, ours)
     # the official weights through our checkpoint loader (strict, 'module.' prefix dropped)
     load_official_state_dict(ours, {"module." + k: v for k, v in so.items()})
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn((4, *shape), generator=gen)
     y = torch.randint(0, kw["num_class"], (4,), generator=gen)
-    variants = {"official_init": {k: v.clone() for k, v in so.items()},
-                "perturbed": perturb(so, gen)}
-    variants["perturbed_calibrated_bn"] = calibrated(off, variants["perturbed"], shape, gen)
-    for variant, sd in variants.items():
-        out[variant] = compare(off, ours, sd, x, y)
+    for variant, sd in weight_variants(off, so, shape, gen).items():
+        out[variant] = compare_precisions(off, ours, sd, x, y)
     return out
 
 
@@ -112,14 +76,7 @@ def time_steps(cls, rounds: int, threads: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((16, 3, 64, 25, 2), generator=gen)
     y = torch.randint(0, 60, (16,), generator=gen)
-    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
-
-    def step(k):
-        opts[k].zero_grad(set_to_none=True)
-        F.cross_entropy(models[k](x), y).backward()
-        opts[k].step()
-
-    return time_alternating(step, models, rounds, threads)
+    return time_training_steps(models, x, y, rounds, threads)
 
 
 def main() -> None:
@@ -140,6 +97,7 @@ def main() -> None:
         report[name] = check_config(Model, name)
     for threads in args.threads if args.rounds else []:
         report[f"train_step_cpu_{threads}thread"] = time_steps(Model, args.rounds, threads)
+    report["summary"] = summarise(report, CONFIGS)
     print(json.dumps(report, indent=1))
 
 

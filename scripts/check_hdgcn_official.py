@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _official_check import calibrated, max_diff, run_mode, time_alternating  # noqa: E402
+from _official_check import (compare_precisions, state_summary, summarise,  # noqa: E402
+                             time_training_steps, weight_variants)
 from benchmark.backbones import build_backbone  # noqa: E402
 from benchmark.backbones.graph_hierarchy import hierarchical_graph, level_joints  # noqa: E402
 from benchmark.backbones.hdgcn import HDGCN, load_official_state_dict  # noqa: E402
@@ -115,35 +115,6 @@ def perturb(sd: dict, gen: torch.Generator) -> dict:
 
 
 # ----------------------------------------------------------------------------- comparisons
-def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Ours vs official in float32 and float64; in float32 the noise floor is the official
-    model's own rounding error (official fp32 vs fp64), given alongside: gradients of a deep
-    net in train-mode BN, and of conv biases right before a BN (true gradient 0, which ours
-    returns exactly), carry rounding noise far above 1e-5 whatever the implementation."""
-    res = {}
-    for mode in ("eval", "train"):
-        runs = {}
-        for dt in (torch.float32, torch.float64):
-            for name, m in (("off", off), ("ours", ours)):
-                m.to(dt).load_state_dict(sd, strict=True)
-                runs[name, dt] = run_mode(m, x.to(dt), y, mode == "train")
-        for what in ("logits", "grads", "state"):
-            o32, u32 = runs["off", torch.float32][what], runs["ours", torch.float32][what]
-            o64, u64 = runs["off", torch.float64][what], runs["ours", torch.float64][what]
-            scale = max(v.abs().max().item() for v in o64.values() if v.numel())
-            res[f"{mode}_{what}"] = {
-                "ours_vs_official_fp32": max_diff(o32, u32),
-                "official_fp32_vs_fp64": max_diff(o32, o64),
-                "ours_vs_official_fp64": max_diff(o64, u64),
-                "scale": scale,
-            }
-            if what == "logits":
-                res[f"{mode}_logits"]["fp32_max_rel_error"] = max_diff(o32, u32) / scale
-                res[f"{mode}_logits"]["fp64_max_rel_error"] = max_diff(o64, u64) / scale
-    off.float(), ours.float()
-    return res
-
-
 def check_graphs(hier, official) -> dict:
     """Our hierarchy and A-HA joint sets vs the official ones, for every official CoM."""
     out = {}
@@ -161,25 +132,15 @@ def check_config(official, name: str, seed: int = 0) -> dict:
     off = official_model(official, num_class)
     torch.manual_seed(seed)
     ours = HDGCN(num_class=num_class)
-    so, su = off.state_dict(), ours.state_dict()
-    out = {
-        "params_official": sum(p.numel() for p in off.parameters()),
-        "params_ours": sum(p.numel() for p in ours.parameters()),
-        "tensors": len(su),
-        "keys_and_shapes_identical": [(k, tuple(v.shape)) for k, v in so.items()]
-                                     == [(k, tuple(v.shape)) for k, v in su.items()],
-        "same_seed_same_init": all(torch.equal(so[k], su[k]) for k in so),
-    }
+    so = off.state_dict()
+    out = state_summary(off, ours)
     load_official_state_dict(ours, {"module." + k: v for k, v in so.items()})
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn((4, *SHAPE), generator=gen)
     y = torch.randint(0, num_class, (4,), generator=gen)
-    variants = {"official_init": {k: v.clone() for k, v in so.items()},
-                "perturbed": perturb(so, gen)}
-    variants["perturbed_calibrated_bn"] = calibrated(off, variants["perturbed"], SHAPE, gen,
-                                                     batches=3, batch=4)
-    for variant, sd in variants.items():
-        out[variant] = compare(off, ours, sd, x, y)
+    for variant, sd in weight_variants(off, so, SHAPE, gen, perturb_fn=perturb, batches=3,
+                                       batch=4).items():
+        out[variant] = compare_precisions(off, ours, sd, x, y)
     return out
 
 
@@ -212,14 +173,7 @@ def time_steps(official, rounds: int, threads: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((16, *SHAPE), generator=gen)
     y = torch.randint(0, 60, (16,), generator=gen)
-    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
-
-    def step(k):
-        opts[k].zero_grad(set_to_none=True)
-        F.cross_entropy(models[k](x), y).backward()
-        opts[k].step()
-
-    return time_alternating(step, models, rounds, threads)
+    return time_training_steps(models, x, y, rounds, threads)
 
 
 def ucla_support() -> str:
@@ -252,6 +206,7 @@ def main() -> None:
     for n in args.threads if args.rounds else []:
         report[f"train_step_cpu_{n}thread"] = time_steps(official, args.rounds, n)
     torch.set_num_threads(threads)
+    report["summary"] = summarise(report, CONFIGS)
     print(json.dumps(report, indent=1))
 
 

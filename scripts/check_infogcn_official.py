@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _official_check import calibrated, max_diff, perturb, time_alternating  # noqa: E402
+from _official_check import (compare_precisions, state_summary, summarise,  # noqa: E402
+                             time_training_steps, weight_variants)
 from benchmark.backbones.infogcn import InfoGCN, load_official_state_dict  # noqa: E402
 
 OFFICIAL_ARGS = dict(in_channels=3, drop_out=0, num_head=3, k=1, noise_ratio=0.5, gain=3)
@@ -187,31 +188,14 @@ def run_mode(model, x, y, train: bool, official: bool, get_mmd_loss) -> dict:
 
 def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor, get_mmd_loss) -> dict:
     """Ours vs official in float32 and float64 (the float32 noise floor: official fp32 vs
-    official fp64). Eval runs first (on the loaded running statistics), then train."""
-    res = {}
-    for mode in ("eval", "train"):
-        runs = {}
-        for dt in (torch.float32, torch.float64):
-            for name, m in (("off", off), ("ours", ours)):
-                m.to(dt).load_state_dict(sd, strict=True)
-                runs[name, dt] = run_mode(m, x.to(dt), y, mode == "train", name == "off",
-                                          get_mmd_loss)
-        for what in ("logits", "grads", "state", "aux"):
-            o32, u32 = runs["off", torch.float32][what], runs["ours", torch.float32][what]
-            o64, u64 = runs["off", torch.float64][what], runs["ours", torch.float64][what]
-            if not o32:
-                continue
-            scale = max(v.abs().max().item() for v in o64.values() if v.numel())
-            d32 = max_diff(o32, u32)
-            res[f"{mode}_{what}"] = {
-                "ours_vs_official_fp32": d32,
-                "rel_fp32": d32 / max(scale, 1e-30),
-                # train mode draws the latent noise per dtype: fp32 and fp64 runs see other eps
-                "official_fp32_vs_fp64": max_diff(o32, o64) if mode == "eval" else None,
-                "ours_vs_official_fp64": max_diff(o64, u64),
-                "scale": scale,
-            }
-    off.float(), ours.float()
+    official fp64), the aux objective included; train mode draws the latent noise per dtype,
+    so its fp32-vs-fp64 entries are None."""
+    def run(name, model, dt, train):
+        model.to(dt).load_state_dict(sd, strict=True)
+        return run_mode(model, x.to(dt), y, train, name == "off", get_mmd_loss)
+
+    res = compare_precisions(off, ours, sd, x, y, run, ("logits", "grads", "state", "aux"),
+                             cross_dtype_in_train=False)
     off.A_vector = off.A_vector.float()
     return res
 
@@ -243,25 +227,18 @@ def check_config(cls, get_mmd_loss, name: str, seed: int = 0) -> dict:
     off = official_model(cls, kw, graph)
     torch.manual_seed(seed)
     ours = our_model(kw)
-    so, su = off.state_dict(), ours.state_dict()
-    out = {
-        "params_official": sum(p.numel() for p in off.parameters()),
-        "params_ours": sum(p.numel() for p in ours.parameters()),
-        "tensors": len(su),
-        "keys_and_shapes_identical": [(k, tuple(v.shape)) for k, v in so.items()]
-                                     == [(k, tuple(v.shape)) for k, v in su.items()],
-        "same_seed_same_init": all(torch.equal(so[k], su[k]) for k in so),
+    so = off.state_dict()
+    out = state_summary(off, ours)
+    out.update({
         "same_z_prior_and_A_vector": torch.equal(off.z_prior, ours.z_prior)
                                      and torch.equal(off.A_vector, ours.A_vector),
-    }
+    })
     load_official_state_dict(ours, {"module." + k: v for k, v in so.items()})
     out["strict_load_through_loader"] = True
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn((8, *shape), generator=gen)
     y = torch.randint(0, min(3, kw["num_class"]), (8,), generator=gen)  # repeated classes
-    variants = {"official_init": {k: v.clone() for k, v in so.items()},
-                "perturbed": perturb(so, gen)}
-    variants["perturbed_calibrated_bn"] = calibrated(off, variants["perturbed"], shape, gen)
+    variants = weight_variants(off, so, shape, gen)
     for variant, sd in variants.items():
         out[variant] = compare(off, ours, sd, x, y, get_mmd_loss)
     out["aux_loss"] = aux_check(off, ours, variants["perturbed_calibrated_bn"], x, y, get_mmd_loss)
@@ -279,21 +256,13 @@ def time_steps(cls, get_mmd_loss, rounds: int, threads: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((16, 3, 64, 25, 2), generator=gen)
     y = torch.randint(0, 60, (16,), generator=gen)
-    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
-
-    def step(k):
-        m = models[k]
-        opts[k].zero_grad(set_to_none=True)
+    def objective(k, m, xb, yb):
         if k == "official":
-            logits, z = m(x)
-            loss = official_objective(m, logits, z, y, get_mmd_loss)[0]
-        else:
-            logits = m(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=SMOOTHING) + sum(m.aux_losses(y).values())
-        loss.backward()
-        opts[k].step()
+            logits, z = m(xb)
+            return official_objective(m, logits, z, yb, get_mmd_loss)[0]
+        return F.cross_entropy(m(xb), yb, label_smoothing=SMOOTHING) + sum(m.aux_losses(yb).values())
 
-    return time_alternating(step, models, rounds, threads)
+    return time_training_steps(models, x, y, rounds, threads, objective)
 
 
 def official_commit(path: Path) -> str | None:
@@ -332,6 +301,7 @@ def main() -> None:
     for threads in args.threads if args.rounds else []:
         report[f"train_step_cpu_{threads}thread"] = time_steps(Official, get_mmd_loss,
                                                                args.rounds, threads)
+    report["summary"] = summarise(report, CONFIGS)
     print(json.dumps(report, indent=1))
 
 

@@ -47,7 +47,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _official_check import perturb, time_alternating  # noqa: E402
+from _official_check import (compare_precisions, run_mode, state_summary,  # noqa: E402
+                             summarise, time_training_steps, weight_variants)
 from benchmark.backbones.stgcnpp import (STGCNPP, from_official_key,  # noqa: E402
                                          load_official_state_dict, to_official_state_dict)
 from benchmark.data.skeleton import get_layout  # noqa: E402
@@ -180,23 +181,6 @@ def official_input(x: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- weights
-def calibrated(model, sd: dict, shape: tuple, gen: torch.Generator) -> dict:
-    """``sd`` (official names) with BN running statistics replaced by exact averages over a
-    few random batches (as after training): eval-mode activations at a realistic scale."""
-    model.load_state_dict(sd, strict=True)
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average
-    model.train()
-    with torch.no_grad():
-        for _ in range(4):
-            model(official_input(torch.randn((8, *shape), generator=gen)))
-    for bn in bns:
-        bn.momentum = 0.1
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
 def golden_state(model: nn.Module, seed: int = 0) -> None:
     """The golden test's weights (tests/test_stgcnpp.py imports this; the golden file stores
     per-tensor sums, so a change of recipe is caught): a float64 uniform u per tensor in our
@@ -221,51 +205,20 @@ def golden_state(model: nn.Module, seed: int = 0) -> None:
 
 
 # ----------------------------------------------------------------------------- comparison
-def run_mode(model, x, y, train: bool, names) -> dict:
-    """Logits, parameter gradients and state (under our names) after one forward/backward."""
-    model.train(train)
-    model.zero_grad(set_to_none=True)
-    logits = model(x)
-    F.cross_entropy(logits, y).backward()
-    grads = {names(k): p.grad.double() for k, p in model.named_parameters()}
-    state = {names(k): v.double() for k, v in model.state_dict().items()}
-    return {"logits": {"": logits.detach().double()}, "grads": grads, "state": state}
-
-
-def max_diff(a: dict, b: dict) -> float:
-    return max((a[k] - b[k]).abs().max().item() for k in a if a[k].numel())
-
-
 def compare(off, ours, sd: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Ours vs official in float32 and float64 on the official-named weights ``sd``. The float32
-    noise floor is the official model's own rounding error (official fp32 vs fp64), given
-    alongside, and ours fp32 vs official fp64 is our own rounding error; ``*_rel`` divide by
-    the largest official float64 magnitude of that quantity. Eval runs first (on the loaded
-    running statistics), then train (which updates them). Train-mode float32 gradients carry
-    ~2-5x the official rounding error: PyTorch's channels-last CPU BatchNorm (ours) sums its
-    statistics in float32, the NCHW kernel (official) in float64."""
-    res = {}
-    for mode in ("eval", "train"):
-        runs = {}
-        for dt in (torch.float32, torch.float64):
-            off.to(dt).load_state_dict(sd, strict=True)
-            ours.to(dt)
-            load_official_state_dict(ours, sd)
-            runs["off", dt] = run_mode(off, official_input(x).to(dt), y, mode == "train",
-                                       from_official_key)
-            runs["ours", dt] = run_mode(ours, x.to(dt), y, mode == "train", lambda k: k)
-        for what in ("logits", "grads", "state"):
-            o32, u32 = runs["off", torch.float32][what], runs["ours", torch.float32][what]
-            o64, u64 = runs["off", torch.float64][what], runs["ours", torch.float64][what]
-            scale = max(v.abs().max().item() for v in o64.values() if v.numel())
-            r = {"ours_vs_official_fp32": max_diff(o32, u32),
-                 "official_fp32_vs_fp64": max_diff(o32, o64),
-                 "ours_fp32_vs_official_fp64": max_diff(u32, o64),
-                 "ours_vs_official_fp64": max_diff(o64, u64), "scale": scale}
-            r.update({k + "_rel": r[k] / scale for k in list(r) if k != "scale"})
-            res[f"{mode}_{what}"] = r
-    off.float(), ours.float()
-    return res
+    """Ours vs official in float32 and float64 on the official-named weights ``sd``
+    (``_official_check.compare_precisions``; gradients and state under our names). Train-mode
+    float32 gradients carry ~2-5x the official rounding error: PyTorch's channels-last CPU
+    BatchNorm (ours) sums its statistics in float32, the NCHW kernel (official) in float64."""
+    def run(name, model, dt, train):
+        model.to(dt)
+        if name == "off":
+            model.load_state_dict(sd, strict=True)
+            return run_mode(model, official_input(x).to(dt), y, train, from_official_key)
+        load_official_state_dict(model, sd)
+        return run_mode(model, x.to(dt), y, train)
+
+    return compare_precisions(off, ours, sd, x, y, run)
 
 
 def check_config(py, name: str, seed: int = 0) -> dict:
@@ -276,15 +229,8 @@ def check_config(py, name: str, seed: int = 0) -> dict:
     ours = STGCNPP(**kw)
     so, su = off.state_dict(), to_official_state_dict(ours)
     a_ours = torch.from_numpy(np.asarray(ours.gcn[0].gcn.A.detach()))
-    out = {
-        "graph_equals_official": torch.equal(off.backbone.gcn[0].gcn.A.detach(), a_ours),
-        "params_official": sum(p.numel() for p in off.parameters()),
-        "params_ours": sum(p.numel() for p in ours.parameters()),
-        "tensors": len(su),
-        "keys_and_shapes_identical": [(k, tuple(v.shape)) for k, v in so.items()]
-                                     == [(k, tuple(v.shape)) for k, v in su.items()],
-        "same_seed_same_init": all(torch.equal(so[k], su[k]) for k in so),
-    }
+    out = {"graph_equals_official": torch.equal(off.backbone.gcn[0].gcn.A.detach(), a_ours),
+           **state_summary(off, ours, so, su)}
     # a PYSKL/mmcv checkpoint dict through our loader (strict)
     ours2 = STGCNPP(**kw)
     load_official_state_dict(ours2, {"module." + k: v for k, v in so.items()})
@@ -293,9 +239,8 @@ def check_config(py, name: str, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn((4, *shape), generator=gen)
     y = torch.randint(0, kw["num_class"], (4,), generator=gen)
-    variants = {"official_init": {k: v.clone() for k, v in so.items()}}
-    variants["perturbed_calibrated_bn"] = calibrated(off, perturb(so, gen), shape, gen)
-    for variant, sd in variants.items():
+    for variant, sd in weight_variants(off, so, shape, gen, keep_perturbed=False,
+                                       prepare=official_input).items():
         out[variant] = compare(off, ours, sd, x, y)
     return out
 
@@ -360,14 +305,7 @@ def time_steps(py, rounds: int, threads: int) -> dict:
     x = torch.randn((16, 3, 64, 25, 2), generator=gen)
     inputs = {"official": official_input(x), "ours": x}
     y = torch.randint(0, 60, (16,), generator=gen)
-    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
-
-    def step(k):
-        opts[k].zero_grad(set_to_none=True)
-        F.cross_entropy(models[k](inputs[k]), y).backward()
-        opts[k].step()
-
-    return time_alternating(step, models, rounds, threads)
+    return time_training_steps(models, inputs, y, rounds, threads)
 
 
 def main() -> None:
@@ -393,6 +331,7 @@ def main() -> None:
         report["golden"] = write_golden(py, args.golden)
     for threads in args.threads if args.rounds else []:
         report[f"train_step_cpu_{threads}thread"] = time_steps(py, args.rounds, threads)
+    report["summary"] = summarise(report, CONFIGS)
     print(json.dumps(report, indent=1))
 
 
