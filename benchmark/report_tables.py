@@ -39,7 +39,7 @@ CE_METHOD = "ce"  # the default reference row: the row labelled with this method
 CORRECTIONS = ("none", "holm")
 TITLE_PREFIX = re.compile(r"^(Table|Figure) \d+: ")
 ROW_HEADER = {"table7": "Variant", "table8": "Guidance", "table10": "Parts (min, max)",
-              "table11": "Temporal ratio (min, max)", "table12": "Temperature"}
+              "table11": "Temporal ratio (min, max)", "table12": "Temperature", "table9": "Backbone"}
 FUSED_PREFIX = "fused:"  # the run ids the report gives a fused row's per-seed entries
 GROUP_METRICS = ("many", "medium", "few")
 LABELS = {"top1": "Top-1", "many": "Many", "medium": "Medium", "few": "Few",

@@ -288,6 +288,13 @@ def test_cost_table(built):
     assert "Train time: per run, in minutes." in (folder / "table13.md").read_text()
 
 
+def test_row_headers_name_what_the_rows_are(built):
+    folder = built["results"] / "tables" / "synth"
+    want = {"table1": "Method", "table7": "Variant", "table8": "Guidance", "table9": "Backbone",
+            "table12": "Temperature", "plugin": "Method"}
+    assert {t: md_table(folder / f"{t}.md")[0][0] for t in want} == want
+
+
 def test_units_and_degenerate_paired_test():
     from benchmark.report_tables import _scale, paired_test
 
