@@ -259,15 +259,7 @@ class InfoGCN(nn.Module):
             check_width(mult * base_channel)
             setattr(self, f"l{i + 1}", EncodingBlock(c_in, mult * base_channel, a, stride))
             c_in = mult * base_channel
-        self.fc_hidden = nn.Linear(d, d)        # official "fc"
-        self.fc_mu = nn.Linear(d, d)
-        self.fc_logvar = nn.Linear(d, d)
-        self.fc = nn.Linear(d, num_class)       # official "decoder"
-        nn.init.orthogonal_(self.z_prior, gain=gain)
-        relu_gain = nn.init.calculate_gain("relu")
-        for m in (self.fc_hidden, self.fc_mu, self.fc_logvar):
-            nn.init.xavier_uniform_(m.weight, gain=relu_gain)
-        nn.init.normal_(self.fc.weight, 0, math.sqrt(2.0 / num_class))
+        build_latent_layers(self, d, num_class, gain)
         bn_init(self.data_bn, 1)
         self.drop_out = nn.Dropout(drop_out) if drop_out else nn.Identity()
         self.register_state_dict_post_hook(_to_official_keys)
@@ -379,6 +371,18 @@ class InfoGCN(nn.Module):
         return {"infogcn_mmd": self.lambda_2 * mmd, "infogcn_z_mean": self.lambda_1 * z_norm}
 
 
+def build_latent_layers(module: nn.Module, d: int, num_class: int, gain: float) -> None:
+    """The head's layers on ``module`` in the official order and random stream: fc_hidden
+    (official "fc"), fc_mu, fc_logvar, fc (official "decoder"), then the registered z_prior
+    (gain x orthogonal), Xavier (ReLU gain) hidden / mu / logvar weights, N(0, 2/C) fc weight."""
+    module.fc_hidden, module.fc_mu, module.fc_logvar = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+    module.fc = nn.Linear(d, num_class)
+    nn.init.orthogonal_(module.z_prior, gain=gain)
+    for m in (module.fc_hidden, module.fc_mu, module.fc_logvar):
+        nn.init.xavier_uniform_(m.weight, gain=nn.init.calculate_gain("relu"))
+    nn.init.normal_(module.fc.weight, 0, math.sqrt(2.0 / num_class))
+
+
 class LatentHead(nn.Module):
     """InfoGCN's head on its own (``InfoGCN.make_head``): hidden layer, latent z, ``fc``, and
     the latent-vs-prior objective ``aux_losses``; the same code, initialisation order and
@@ -391,12 +395,7 @@ class LatentHead(nn.Module):
         self.noise_ratio, self.lambda_1, self.lambda_2 = noise_ratio, lambda_1, lambda_2
         self._pending: list[torch.Tensor] = []
         self.register_buffer("z_prior", torch.empty(num_class, d), persistent=False)
-        self.fc_hidden, self.fc_mu, self.fc_logvar = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
-        self.fc = nn.Linear(d, num_class)
-        nn.init.orthogonal_(self.z_prior, gain=gain)
-        for m in (self.fc_hidden, self.fc_mu, self.fc_logvar):
-            nn.init.xavier_uniform_(m.weight, gain=nn.init.calculate_gain("relu"))
-        nn.init.normal_(self.fc.weight, 0, math.sqrt(2.0 / num_class))
+        build_latent_layers(self, d, num_class, gain)
         self.drop_out = drop_out if isinstance(drop_out, nn.Identity) else nn.Dropout(drop_out.p)
 
     __getstate__ = InfoGCN.__getstate__
