@@ -45,6 +45,8 @@ GROUP_METRICS = ("many", "medium", "few")
 LABELS = {"top1": "Top-1", "many": "Many", "medium": "Medium", "few": "Few",
           "params": "Params (M)", "hours": "Train time (h)"}
 DECIMALS = {"top1": 1, "many": 1, "medium": 1, "few": 1, "params": 2, "hours": 2}
+GROUP_SIZES = {"many": f"> {MANY_THRESHOLD}", "medium": f"{FEW_THRESHOLD}–{MANY_THRESHOLD}",
+               "few": f"< {FEW_THRESHOLD}"}
 GROUP_RULE = (f"Many / Medium / Few: classes with > {MANY_THRESHOLD} / "
               f"{FEW_THRESHOLD}–{MANY_THRESHOLD} / < {FEW_THRESHOLD} training clips")
 
@@ -196,6 +198,7 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
     columns = _columns(suite, scales)
     paper_metrics = _paper_metrics(suite)
     cells: dict[tuple[str, int], Entry] = {}
+    ran: set[int] = set()  # columns with at least one finished run
     for row in suite.rows:
         for j, c in enumerate(columns):
             e = Entry()
@@ -208,6 +211,7 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
                     e.paper = (None if v is None else v * PAPER_TO_UNIT.get(c.unit, 1.0),)
                 for seed, rid in run_ids.get((row, c.group), []):
                     if rid in present:
+                        ran.add(j)
                         v = by_id.at[rid, SOURCE.get(c.metric, c.metric)] / c.div
                         if not math.isnan(v):
                             e.values[seed] = float(v)
@@ -255,6 +259,13 @@ def build_table(suite: Any, run_ids: dict[tuple[str, str], list[tuple[int, str]]
                           != "cost" else LABELS[m] for m in paper_metrics)
         foot.append(f"Paper: the published Shap-Mix (IJCAI 2024) numbers for this setting "
                     f"({what}).")
+    for j, c in enumerate(columns):  # a group no class of the split falls in: say so, once
+        if (c.metric in GROUP_METRICS and j in ran
+                and not any(cells[(row, j)].values for row in suite.rows)):
+            name = f"{c.group} {c.label}" if sum(d.group == c.group for d in columns) < len(
+                columns) else c.label
+            foot.append(f"{name}: -- in every row, no class of this split has "
+                        f"{GROUP_SIZES[c.metric]} training clips.")
     if suite.kind == "cost":
         p_unit, t_unit = scales["params"][1], scales["hours"][1]
         foot.append(f"Params: {'thousands' if p_unit == 'K' else 'millions'}. Train time: per "

@@ -21,7 +21,6 @@ from scipy import stats
 
 import methods  # noqa: F401  (normalise builds the methods)
 from benchmark.errors import BenchmarkError
-from benchmark.errors import BenchmarkError
 from benchmark.report import SUMMARY_COLUMNS, build_reports, collect, suite_run_ids
 from benchmark.spec import normalise, resolve_run
 from benchmark.ensemble import PRESETS
@@ -224,6 +223,25 @@ def test_missing_runs_and_empty_groups_are_dashes(built):
     assert "1 of 30 runs missing" in (folder / "table3.md").read_text()
     _, md3 = md_table(folder / "table3.md")  # IF 10 has no Few group but shows top-1
     assert all(c != "--" for cells in md3.values() for c in cells)
+
+
+def test_a_group_empty_in_every_row_is_explained_once(built, tmp_path):
+    """A split with no Few class (NW-UCLA-LT has no Many one): a footnote says why the
+    column is all --; one row's empty group (Mixup in the fixture) gets no such note."""
+    assert "in every row" not in (built["results"] / "tables" / "synth" / "table1.md").read_text()
+    suite = built["suites"]["table1"]
+    runs = tmp_path / "runs"
+    for (row, col), planned in suite_run_ids(suite).items():
+        cell = next(c for c in suite.cells if c.row == row and c.col == col)
+        for seed, rid in planned[:1]:
+            write_run(runs, dataclasses.replace(cell.spec, seed=seed), 0.5, (0.6, 0.5, None))
+    build_reports([suite], runs, tmp_path / "out")
+    folder = tmp_path / "out" / "tables" / "synth"
+    _, md = md_table(folder / "table1.md")
+    assert all(cells[3] == "--" and cells[2] != "--" for cells in md.values())
+    note = "Few: -- in every row, no class of this split has < 20 training clips."
+    assert (folder / "table1.md").read_text().count(note) == 1
+    assert note.replace("<", "$<$") in (folder / "table1.tex").read_text()
 
 
 def test_dagger_exactly_when_paired_test_is_significant(built):
