@@ -70,9 +70,14 @@ def _row_style(suite: Any, row: str) -> tuple[Any, str]:
 
 
 def _row_of(suite: Any, method: str) -> str | None:
-    """The suite's row of ``method`` with its default options (None: not in the suite)."""
-    return next((c.row for c in suite.cells if c.spec.method == method
-                 and not c.spec.hparams and not c.spec.train), None)
+    """The suite's row of ``method`` with its default options (None: not in the suite).
+
+    Default: no train override and no hyper-parameter but those the schedule's length sets
+    (``Method.schedule_hparams``, e.g. Shap-Mix's warm-up on a 65-epoch schedule)."""
+    from .suites import schedule_hparams
+
+    return next((c.row for c in suite.cells if c.spec.method == method and not c.spec.train
+                 and dict(c.spec.hparams) == schedule_hparams(method, c.spec.profile)), None)
 
 
 def _head_left(ax: Any) -> None:
