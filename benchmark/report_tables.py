@@ -47,8 +47,7 @@ LABELS = {"top1": "Top-1", "many": "Many", "medium": "Medium", "few": "Few",
 DECIMALS = {"top1": 1, "many": 1, "medium": 1, "few": 1, "params": 2, "hours": 2}
 GROUP_SIZES = {"many": f"> {MANY_THRESHOLD}", "medium": f"{FEW_THRESHOLD}–{MANY_THRESHOLD}",
                "few": f"< {FEW_THRESHOLD}"}
-GROUP_RULE = (f"Many / Medium / Few: classes with > {MANY_THRESHOLD} / "
-              f"{FEW_THRESHOLD}–{MANY_THRESHOLD} / < {FEW_THRESHOLD} training clips")
+GROUP_RULE = f"Many / Medium / Few: classes with {' / '.join(GROUP_SIZES.values())} training clips"
 
 
 @dataclass
