@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 
 from . import _io
 from .data.splits import FEW_THRESHOLD, MANY_THRESHOLD
+from .report_tables import GROUP_SIZES
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,9 @@ GAIN_METHODS = ("shap_mix", "balanced_softmax")
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.grid": True, "grid.alpha": 0.3,
          "legend.fontsize": 8, "legend.frameon": False, "pdf.fonttype": 42,
          "savefig.bbox": "tight"}
-BANDS = (("Few", f"< {FEW_THRESHOLD}", "#d62728"),
-         ("Medium", f"{FEW_THRESHOLD}–{MANY_THRESHOLD}", "#ff7f0e"),
-         ("Many", f"> {MANY_THRESHOLD}", "#2ca02c"))
+BANDS = (("Few", GROUP_SIZES["few"], "#d62728"),
+         ("Medium", GROUP_SIZES["medium"], "#ff7f0e"),
+         ("Many", GROUP_SIZES["many"], "#2ca02c"))
 # band edges halfway between integer counts: a class of exactly 20 / 100 clips is Medium
 EDGES = (FEW_THRESHOLD - 0.5, MANY_THRESHOLD + 0.5)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
